@@ -19,7 +19,7 @@ from lightning_impl.optim import KerasRMSprop
 
 class CifarClassifier(L.LightningModule):
     def __init__(self, dropout: bool = False, learning_rate: float = 0.001, rho: float = 0.9,
-                 epsilon: float = 1e-7, num_classes: int = 10, channels_last: bool = False):
+                 epsilon: float = 1e-7, num_classes: int = 10, channels_last: bool = True):
         super().__init__()
         self.save_hyperparameters()
         self.network = CifarCNN(dropout, DatasetConfig(num_classes=num_classes))

@@ -88,3 +88,12 @@ def layer_table(network: CifarCNN, dataset: DatasetConfig = DatasetConfig()) -> 
         "params": sum(p.numel() for p in modules[name].parameters()),
         "rate": getattr(modules[name], "p", None),
     } for name in keras_layer_names(network)]
+
+
+def to_keras_layout(name: str, activation: torch.Tensor, feature_shape: tuple[int, int, int]) -> torch.Tensor:
+    """A layer output in Keras's layout: NCHW maps to NHWC, and flatten's (C, H, W) order to (H, W, C)."""
+    if activation.ndim == 4:
+        return activation.permute(0, 2, 3, 1)
+    if name == "flatten":
+        return activation.reshape(len(activation), *feature_shape).permute(0, 2, 3, 1).reshape(len(activation), -1)
+    return activation

@@ -1,0 +1,35 @@
+"""Per-layer outputs of a Keras model, in-process or as a subprocess for callers that hold torch.
+
+    python -m keras_reference.inspect_model MODEL.keras IMAGES.npz OUT.npz
+
+IMAGES.npz holds `images` (float32 NHWC in [0, 1]); OUT.npz gets one array per layer name (inference
+mode) and `probs`. Running Keras in its own process keeps TensorFlow away from torch for good.
+"""
+from __future__ import annotations
+
+import sys
+
+import keras
+import numpy as np
+
+
+def layer_outputs(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Every layer's output in inference mode, keyed by layer name."""
+    probe = keras.Model(model.inputs, [layer.output for layer in model.layers])
+    outputs = probe.predict(images, batch_size=batch_size, verbose=0)
+    return {layer.name: np.asarray(out) for layer, out in zip(model.layers, outputs)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    model_path, images_path, out_path = argv if argv is not None else sys.argv[1:]
+    model = keras.models.load_model(model_path)
+    with np.load(images_path) as npz:
+        images = npz["images"]
+    outputs = layer_outputs(model, images)
+    outputs["probs"] = outputs[model.layers[-1].name]
+    np.savez(out_path, **outputs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

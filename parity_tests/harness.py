@@ -1,0 +1,59 @@
+"""The comparing machinery of the parity harness; test files hold only inputs and parametrisation.
+
+Every comparison goes through `assert_close`, which checks every named array and, on failure,
+prints one per-layer table (layer, shape, largest absolute and relative difference, where,
+tolerance, ok), so the first layer that differs is obvious.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import keras
+import numpy as np
+import pytest
+import torch
+
+from cifar_common.discrepancy import all_ok, compare_pairs, format_table
+from keras_reference.inspect_model import layer_outputs
+from keras_reference.model import build_model, weight_arrays
+from lightning_impl.convert import load_keras_arrays
+from lightning_impl import network as port
+
+
+def assert_close(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], atol: float, rtol: float = 0.0,
+                 title: str = "") -> None:
+    """Fail with the per-layer table unless every pair (keras, port) is within atol + rtol * |keras|."""
+    rows = compare_pairs({k: (np.asarray(a), np.asarray(b)) for k, (a, b) in pairs.items()}, atol, rtol)
+    if not all_ok(rows):
+        pytest.fail("\n" + format_table(rows, title), pytrace=False)
+
+
+def keras_and_port(dropout: bool, seed: int = 42) -> tuple[keras.Model, port.CifarCNN]:
+    """A freshly initialised Keras model and a port network holding exactly its weights."""
+    keras.utils.set_random_seed(seed)
+    model = build_model(dropout)
+    network = port.CifarCNN(dropout)
+    load_keras_arrays(network, weight_arrays(model))
+    return model, network
+
+
+def nchw(images_nhwc: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2).contiguous()
+
+
+def port_layer_outputs(network: port.CifarCNN, images_nhwc: np.ndarray) -> dict[str, np.ndarray]:
+    """The port's per-layer outputs in inference mode, in Keras's layout, plus `probs`."""
+    network.eval()
+    with torch.no_grad():
+        outputs = port.layer_outputs(network, nchw(images_nhwc))
+    arrays = {name: port.to_keras_layout(name, out, network.feature_shape).numpy() for name, out in outputs.items()}
+    # Keras's last Dense holds its softmax; the port keeps logits and applies softmax when predicting.
+    arrays["dense2"] = arrays["probs"] = torch.softmax(outputs["dense2"], dim=1).numpy()
+    return arrays
+
+
+def keras_layer_outputs(model: keras.Model, images_nhwc: np.ndarray) -> dict[str, np.ndarray]:
+    """Keras's per-layer outputs in inference mode; its last layer already holds the probabilities."""
+    arrays = layer_outputs(model, images_nhwc)
+    arrays["probs"] = arrays[model.layers[-1].name]
+    return arrays
