@@ -55,13 +55,17 @@ def kernel_to_keras(weight: np.ndarray, feature_shape: tuple[int, int, int] | No
     return weight.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
 
 
-def to_keras_arrays(network: CifarCNN) -> dict[str, np.ndarray]:
+def to_keras_arrays(network: CifarCNN, gradients: bool = False) -> dict[str, np.ndarray]:
+    """The network's weights (or, with `gradients`, their .grad) as Keras arrays."""
+    def value(t: torch.Tensor) -> np.ndarray:
+        return (t.grad if gradients else t).detach().cpu().numpy().copy()
+
     arrays = {}
     first_dense = _first_dense(network)
     for name, module in _weight_modules(network):
         feature_shape = network.feature_shape if name == first_dense else None
-        arrays[f"{name}/kernel"] = kernel_to_keras(module.weight.detach().cpu().numpy(), feature_shape)
-        arrays[f"{name}/bias"] = module.bias.detach().cpu().numpy().copy()
+        arrays[f"{name}/kernel"] = kernel_to_keras(value(module.weight), feature_shape)
+        arrays[f"{name}/bias"] = value(module.bias)
     return arrays
 
 

@@ -1,0 +1,74 @@
+"""Loss and gradients: same weights, same batch, same numbers."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import torch
+import torch.nn.functional as F
+
+from cifar_common.data import to_unit_float
+from keras_reference.model import weight_arrays
+from lightning_impl.convert import to_keras_arrays
+from parity_tests.harness import assert_close, keras_and_port, nchw
+
+LOSS_RTOL = 1e-6
+GRAD_RTOL, GRAD_ATOL = 1e-3, 1e-6  # the issue's bounds, met on tie-free (random) images
+GRAD_ATOL_FLOAT64 = 1e-9
+# Real images have exact ties inside max-pool windows (flat regions: 424 positive ties among
+# 524,288 pool1 windows of 64 images, measured 2026-11-29). TensorFlow and PyTorch send the
+# gradient to different tied elements, both valid; this moves conv1-conv3 gradients by up to
+# 8.2e-6 (conv3/bias, measured), so real images get atol 1e-5. The loss is unaffected.
+GRAD_ATOL_REAL_IMAGES = 1e-5
+
+
+@pytest.fixture(scope="module")
+def random_batch():
+    """Uniform random images: no two pixels equal, so no max-pool ties."""
+    rng = np.random.default_rng(0)
+    return rng.random((64, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, 64)
+
+
+def keras_loss_and_gradients(model: keras.Model, images: np.ndarray, labels: np.ndarray):
+    """Keras's categorical cross-entropy on its softmax output, and d loss / d every weight."""
+    targets = keras.utils.to_categorical(labels, 10)
+    loss_fn = keras.losses.CategoricalCrossentropy()
+    with tf.GradientTape() as tape:
+        loss = loss_fn(targets, model(images, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    names = [f"{layer.name}/{v.name}" for layer in model.layers for v in layer.trainable_weights]
+    return float(loss), {name: g.numpy() for name, g in zip(names, grads)}
+
+
+def compare_loss_and_gradients(images, labels, dtype: str, atol: float) -> None:
+    keras.config.set_floatx(dtype)
+    try:
+        model, network = keras_and_port(dropout=False)
+        keras_loss, keras_grads = keras_loss_and_gradients(model, images.astype(dtype), labels)
+    finally:
+        keras.config.set_floatx("float32")
+    network = network.to(getattr(torch, dtype)).train()
+    logits = network(nchw(images.astype(dtype)))
+    loss = F.cross_entropy(logits, torch.from_numpy(labels))
+    loss.backward()
+    port_grads = to_keras_arrays(network, gradients=True)
+
+    assert abs(loss.item() - keras_loss) <= LOSS_RTOL * abs(keras_loss), (loss.item(), keras_loss)
+    assert sorted(keras_grads) == sorted(port_grads) == sorted(weight_arrays(model))
+    assert_close({k: (keras_grads[k], port_grads[k]) for k in keras_grads}, atol=atol, rtol=GRAD_RTOL,
+                 title=f"gradients of the loss, {len(labels)} training images, {dtype}")
+
+
+def test_loss_and_every_gradient_match_keras(random_batch):
+    """float32, tie-free images: loss within 1e-6 relative, every gradient within rtol 1e-3, atol 1e-6."""
+    compare_loss_and_gradients(*random_batch, "float32", GRAD_ATOL)
+
+
+def test_gradients_match_keras_exactly_in_float64(random_batch):
+    """float64 removes rounding: every gradient agrees within 1e-9, so the formulas are the same."""
+    compare_loss_and_gradients(*random_batch, "float64", GRAD_ATOL_FLOAT64)
+
+
+def test_gradients_on_real_images_match_keras(cifar):
+    """float32, 256 real training images (with max-pool ties): loss within 1e-6, gradients within 1e-5."""
+    compare_loss_and_gradients(to_unit_float(cifar.x_train[:256]), cifar.y_train[:256], "float32",
+                               GRAD_ATOL_REAL_IMAGES)
