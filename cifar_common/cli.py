@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from cifar_common.config import RunConfig, default_config_path, load_config
@@ -23,8 +24,8 @@ def non_negative_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    if not 0 < value < math.inf:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {value}")
     return value
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,8 @@ def validate(config: RunConfig, source: str) -> RunConfig:
                 "training.learning_rate": t.learning_rate, "training.epsilon": t.epsilon,
                 "dataset.num_classes": config.dataset.num_classes}
     for name, value in positive.items():
-        if value <= 0:
-            raise UserError(f"{source}: setting '{name}' must be positive, got {value}")
+        if not 0 < value < math.inf:  # also refuses nan and inf, which YAML's .nan and .inf give
+            raise UserError(f"{source}: setting '{name}' must be positive and finite, got {value}")
     if not 0.0 < t.validation_split < 1.0:
         raise UserError(f"{source}: setting 'training.validation_split' must be in (0, 1), got {t.validation_split}")
     if not 0.0 <= t.rho < 1.0:

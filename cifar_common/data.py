@@ -134,9 +134,11 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     pixels = int(np.prod(IMAGE_SHAPE))
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != pixels or len(labels) != len(data):
         raise UserError(f"CIFAR-10 batch file {path} holds data of shape {data.shape} ({data.dtype}) and "
-                        f"{len(labels)} labels; expected (n, {pixels}) uint8 and n labels")
+                        f"{len(labels)} labels; expected (n, {pixels}) uint8 and n labels: "
+                        f"replace it with a fresh copy")
     if labels.size and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
-        raise UserError(f"CIFAR-10 batch file {path} has labels outside 0..{len(CLASS_NAMES) - 1}")
+        raise UserError(f"CIFAR-10 batch file {path} has labels outside 0..{len(CLASS_NAMES) - 1}: "
+                        f"replace it with a fresh copy")
     # Stored as (n, channel, row, column); Keras hands out (n, row, column, channel).
     images = data.reshape(-1, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2]).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels

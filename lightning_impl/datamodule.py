@@ -26,7 +26,7 @@ def to_nchw_tensor(images: np.ndarray) -> torch.Tensor:
 class TensorBatches:
     """Batches of (images, labels) sliced from in-memory tensors.
 
-    With `shuffle_seed`, epoch e uses the permutation of a generator seeded with seed + e, so an
+    With `shuffle_seed`, epoch e uses the permutation of a generator seeded from (seed, e), so an
     epoch's order is known in advance (and a resumed run replays it). Under distributed training
     every process takes its share of each global batch (rank::world_size), so one optimizer step of
     N processes sees the same images as one process would.
@@ -47,7 +47,9 @@ class TensorBatches:
         n = len(self.labels)
         if self.shuffle_seed is None:
             return torch.arange(n)
-        generator = torch.Generator().manual_seed(self.shuffle_seed + self.epoch)
+        # SeedSequence mixes (seed, epoch), so seed 42's epoch 1 is not seed 43's epoch 0.
+        epoch_seed = int(np.random.SeedSequence([self.shuffle_seed, self.epoch]).generate_state(1)[0])
+        generator = torch.Generator().manual_seed(epoch_seed)
         return torch.randperm(n, generator=generator)
 
     def __len__(self) -> int:

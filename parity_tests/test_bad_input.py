@@ -1,0 +1,116 @@
+"""Bad flags, configs and data folders: refused before any work, exit status 2, one clear line.
+
+`lightning_impl.fit.main` runs in-process with `train` replaced by a function that fails the test, so
+no case here can start training; `--out` points at a folder that must never be created.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cifar_common.data import ENV_VAR
+from lightning_impl import fit as lightning_fit
+
+
+@pytest.fixture
+def no_training(monkeypatch, tmp_path):
+    """`train` fails the test if reached; CIFAR10_DIR is set; returns the --out folder (must stay absent)."""
+    def train(*args, **kwargs):
+        pytest.fail("bad input reached training", pytrace=False)
+
+    monkeypatch.setattr(lightning_fit, "train", train)
+    if not os.environ.get(ENV_VAR):
+        pytest.fail(f"set {ENV_VAR} to a cifar-10-batches-py folder")
+    return tmp_path / "runs"
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "error" in line.lower()]
+
+
+@pytest.mark.parametrize("flag, value, reason", [
+    ("--epochs", "0", "must be a positive integer, got 0"),
+    ("--batch-size", "0", "must be a positive integer, got 0"),
+    ("--learning-rate", "-1", "must be a positive finite number, got -1.0"),
+    ("--learning-rate", "nan", "must be a positive finite number, got nan"),
+    ("--learning-rate", "inf", "must be a positive finite number, got inf"),
+    ("--seed", "-3", "must be zero or positive, got -3"),
+    ("--epochs", "three", "invalid positive_int value: 'three'"),
+])
+def test_bad_flag_values_exit_2_naming_the_flag(no_training, capsys, flag, value, reason):
+    """An out-of-range or malformed flag: argparse exits 2 with one error line naming the flag, no traceback."""
+    with pytest.raises(SystemExit) as exited:
+        lightning_fit.main([flag, value, "--out", str(no_training)])
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert error_lines(captured.err) == [f"python -m lightning_impl.fit: error: argument {flag}: {reason}"]
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert not no_training.exists()
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "settings.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", [
+    "subset-larger-than-test-set", "missing-data-dir", "unknown-key", "wrong-type", "missing-config",
+    "split-out-of-range", "nan-learning-rate", "not-a-mapping",
+])
+def test_bad_input_returns_2_with_one_line_naming_the_setting(no_training, tmp_path, capsys, case):
+    """Bad data folder, subset or config: main returns 2 and prints one 'error:' line naming it, no run folder."""
+    if case == "subset-larger-than-test-set":
+        argv, expected = ["--subset", "20000"], ["--subset", "between 1 and 10000", "got 20000"]
+    elif case == "missing-data-dir":
+        missing = tmp_path / "no-cifar-here"
+        argv, expected = ["--data-dir", str(missing)], [str(missing), "--data-dir", ENV_VAR, "does not exist"]
+    elif case == "unknown-key":
+        path = write_config(tmp_path, "training:\n  epoks: 3\n")
+        argv, expected = ["--config", str(path)], [str(path), "unknown setting 'training.epoks'", "epochs"]
+    elif case == "wrong-type":
+        path = write_config(tmp_path, 'training:\n  batch_size: "big"\n')
+        argv, expected = ["--config", str(path)], [str(path), "'training.batch_size' must be int", "'big'"]
+    elif case == "missing-config":
+        path = tmp_path / "absent.yaml"
+        argv, expected = ["--config", str(path)], [str(path), "does not exist"]
+    elif case == "split-out-of-range":
+        path = write_config(tmp_path, "training:\n  validation_split: 1.0\n")
+        argv, expected = ["--config", str(path)], [str(path), "'training.validation_split' must be in (0, 1)"]
+    elif case == "nan-learning-rate":
+        path = write_config(tmp_path, "training:\n  learning_rate: .nan\n")
+        argv, expected = ["--config", str(path)], [str(path), "'training.learning_rate' must be positive and finite"]
+    else:
+        path = write_config(tmp_path, "- just\n- a list\n")
+        argv, expected = ["--config", str(path)], [str(path), "'dataset' and 'training'"]
+    status = lightning_fit.main([*argv, "--out", str(no_training)])
+    captured = capsys.readouterr()
+    assert status == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert all(fragment in lines[0] for fragment in expected), lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert not no_training.exists()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--epochs", "0"], "python -m keras_reference.fit: error: argument --epochs: must be a positive integer, got 0"),
+    (["--config", "{tmp}/absent.yaml"], "error: config file {tmp}/absent.yaml does not exist"),
+], ids=["argparse-epochs-0", "missing-config"])
+def test_keras_cli_refuses_bad_input_the_same_way(tmp_path, argv, expected):
+    """python -m keras_reference.fit exits 2 with the same one error line, no traceback, no run folder."""
+    out = tmp_path / "runs"
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-m", "keras_reference.fit", *argv, "--out", str(out)],
+                            capture_output=True, text=True, env=env, timeout=180,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 2, result.stderr
+    errors = error_lines(result.stderr)  # TensorFlow's start-up log lines aside
+    assert len(errors) == 1 and errors[0].startswith(expected.format(tmp=tmp_path)), result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not out.exists()
