@@ -35,3 +35,12 @@ def test_images(cifar) -> np.ndarray:
     """512 real test images as float32 NHWC in [0, 1], as Keras sees them."""
     from cifar_common.data import to_unit_float
     return to_unit_float(cifar.x_test[:512])
+
+
+@pytest.fixture(scope="session")
+def report_dir():
+    """Where opt-in measurement tests write their committed results."""
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "reports"
+    path.mkdir(exist_ok=True)
+    return path
