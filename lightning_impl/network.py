@@ -97,3 +97,20 @@ def to_keras_layout(name: str, activation: torch.Tensor, feature_shape: tuple[in
     if name == "flatten":
         return activation.reshape(len(activation), *feature_shape).permute(0, 2, 3, 1).reshape(len(activation), -1)
     return activation
+
+
+def keras_layout_outputs(network: CifarCNN, images_nhwc) -> OrderedDict[str, "np.ndarray"]:
+    """Per-layer outputs in inference mode, in Keras's layout and meaning, for comparison with Keras.
+
+    Keras's last Dense holds its softmax, so `dense2` here is the softmax of the port's logits.
+    """
+    images = torch.from_numpy(images_nhwc).permute(0, 3, 1, 2).contiguous()
+    was_training = network.training
+    network.eval()
+    with torch.no_grad():
+        outputs = layer_outputs(network, images)
+    network.train(was_training)
+    arrays = OrderedDict((name, to_keras_layout(name, out, network.feature_shape).numpy())
+                         for name, out in outputs.items())
+    arrays["dense2"] = torch.softmax(outputs["dense2"], dim=1).numpy()
+    return arrays

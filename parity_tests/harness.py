@@ -42,13 +42,9 @@ def nchw(images_nhwc: np.ndarray) -> torch.Tensor:
 
 
 def port_layer_outputs(network: port.CifarCNN, images_nhwc: np.ndarray) -> dict[str, np.ndarray]:
-    """The port's per-layer outputs in inference mode, in Keras's layout, plus `probs`."""
-    network.eval()
-    with torch.no_grad():
-        outputs = port.layer_outputs(network, nchw(images_nhwc))
-    arrays = {name: port.to_keras_layout(name, out, network.feature_shape).numpy() for name, out in outputs.items()}
-    # Keras's last Dense holds its softmax; the port keeps logits and applies softmax when predicting.
-    arrays["dense2"] = arrays["probs"] = torch.softmax(outputs["dense2"], dim=1).numpy()
+    """The port's per-layer outputs in Keras's layout, plus `probs`."""
+    arrays = port.keras_layout_outputs(network, images_nhwc)
+    arrays["probs"] = arrays["dense2"]
     return arrays
 
 
