@@ -59,3 +59,21 @@ def test_record_drift_over_100_steps(cifar, report_dir):
         drift = max(float(np.abs(expected[n] - actual[n]).max()) for n in expected)
         lines.append(f"{step + 1},{k:.7f},{p:.7f},{drift:.3e}")
     write_text(report_dir / "drift.csv", "\n".join(lines) + "\n")
+    plot_drift(report_dir / "drift.csv", report_dir / "drift.png")
+
+
+def plot_drift(csv_path, png_path) -> None:
+    """Largest parameter difference (log scale) and both losses against the lockstep step."""
+    import matplotlib.pyplot as plt
+    from cifar_common.plots import save_figure
+    data = np.genfromtxt(csv_path, delimiter=",", names=True)
+    fig, (drift, losses) = plt.subplots(1, 2, figsize=(11, 4))
+    drift.semilogy(data["step"], data["max_param_diff"])
+    drift.set(xlabel="step", ylabel="largest |keras - port| parameter", title="Parameter drift, float32, no dropout")
+    drift.grid(True, which="both", alpha=0.4)
+    losses.plot(data["step"], data["keras_loss"], label="Keras")
+    losses.plot(data["step"], data["port_loss"], "--", label="Lightning port")
+    losses.set(xlabel="step", ylabel="training loss", title="Loss of each step")
+    losses.grid(True)
+    losses.legend()
+    save_figure(fig, png_path)
