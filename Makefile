@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup fit test test-reverse report bench clean
+.PHONY: setup fit test test-reverse report clean
+
+# The newest Keras and Lightning dropout runs under RUNS (see README, "Training runs").
+RUNS ?= runs/epochs3
+KERAS_RUN ?= $(lastword $(sort $(wildcard $(RUNS)/keras-dropout-*)))
+LIGHTNING_RUN ?= $(lastword $(sort $(wildcard $(RUNS)/lightning-dropout-*)))
 
 setup: $(STAMP)
 
@@ -23,6 +28,12 @@ test: $(STAMP)
 # The same suite with its files in reverse order: proves no test depends on import order.
 test-reverse: $(STAMP)
 	$(BIN)/python -m pytest $$(ls parity_tests/test_*.py | sort -r) $(ARGS)
+
+# Compare the two runs into reports/ (train them first with --epochs 3 --out runs/epochs3).
+report: $(STAMP)
+	$(BIN)/python -m lightning_impl.compare $(KERAS_RUN) $(LIGHTNING_RUN) --out reports/comparison-$(notdir $(RUNS))
+	for run in $(KERAS_RUN) $(LIGHTNING_RUN); do \
+	  mkdir -p reports/runs/$$(basename $$run) && cp $$run/*.csv $$run/*.json $$run/config.yaml reports/runs/$$(basename $$run)/; done
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

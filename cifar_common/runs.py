@@ -135,6 +135,10 @@ def read_run(run_dir: str | Path) -> Run:
         history = {key: np.array([float(row[key]) for row in rows]) for key in HISTORY_COLUMNS}
         with np.load(run_dir / "predictions.npz") as npz:
             y_true, probs = npz["y_true"], npz["probs"]
+        confusion = np.loadtxt(run_dir / "confusion.csv", delimiter=",", dtype=np.int64, ndmin=2)
+        if probs.ndim != 2 or len(probs) != len(y_true) or confusion.shape != (probs.shape[1],) * 2:
+            raise ValueError(f"probs {probs.shape}, y_true {y_true.shape} and confusion {confusion.shape} "
+                             f"do not fit together")
         return Run(
             path=run_dir,
             config=yaml.safe_load((run_dir / "config.yaml").read_text()),
@@ -142,7 +146,7 @@ def read_run(run_dir: str | Path) -> Run:
             metrics=json.loads((run_dir / "metrics.json").read_text()),
             y_true=y_true,
             probs=probs,
-            confusion=np.loadtxt(run_dir / "confusion.csv", delimiter=",", dtype=np.int64, ndmin=2),
+            confusion=confusion,
         )
     except (OSError, ValueError, KeyError) as error:
         raise UserError(f"{run_dir}: cannot read run folder ({type(error).__name__}: {error})") from None
