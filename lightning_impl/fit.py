@@ -1,6 +1,7 @@
 """Train the Lightning port of the Keras CIFAR-10 CNN and write a run folder.
 
     python -m lightning_impl.fit --dropout
+    python -m lightning_impl.fit --resume runs/lightning-dropout-20261129-165251   # after a crash
 
 The same steps, flags and run folder as `python -m keras_reference.fit`: Keras's split, batch
 size, epochs and RMSprop; per-epoch history, curves, the model (a Lightning checkpoint,
@@ -10,79 +11,118 @@ matrix. Expect about 0.78 test accuracy for the dropout variant after 31 epochs 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import platform
+import signal
 import sys
 import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 import torchmetrics
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cifar_common import runs
 from cifar_common.cli import config_from_flags, fit_parser
-from cifar_common.config import RunConfig
-from cifar_common.errors import exits_cleanly_on_user_error
+from cifar_common.config import RunConfig, load_config
+from cifar_common.errors import UserError, exits_cleanly_on_user_error
 from cifar_common.outputs import summary_line, write_results
+from lightning_impl.callbacks import HistoryWriter, RandomState, ResumeHint, StopOnNonFiniteLoss
 from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.module import CifarClassifier
 
 FRAMEWORK = "lightning"
+LAUNCH_FILE = "launch.json"  # subset and Trainer flags, which config.yaml does not hold
 
 
-class HistoryWriter(Callback):
-    """Keras-style history: one row per epoch, rewritten after every epoch so a crash keeps it."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.rows: list[dict[str, float]] = []
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch + 1,
-               **{key: float(metrics[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")}}
-        self.rows.append(row)
-        if trainer.is_global_zero:
-            runs.write_history(self.run_dir, self.rows)
+@dataclass(frozen=True)
+class TrainerFlags:
+    """The Lightning Trainer flags a run was started with (kept in the run folder for --resume)."""
+    accelerator: str = "cpu"
+    devices: str = "1"
+    precision: str = "32-true"  # as Keras trains
+    strategy: str = "auto"
 
 
 def lightning_parser() -> argparse.ArgumentParser:
     parser = fit_parser("python -m lightning_impl.fit", __doc__.splitlines()[0])
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                        help="carry on an interrupted run from RUN_DIR/checkpoints/last.ckpt, "
+                             "with the settings it was started with")
     group = parser.add_argument_group("Lightning Trainer (same meanings as Lightning's flags)")
-    group.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto, ... (default: cpu)")
-    group.add_argument("--devices", default="1", help="number of devices or 'auto' (default: 1)")
-    group.add_argument("--precision", default="32-true",
-                       help="32-true, bf16-mixed, 16-mixed, ... (default: 32-true, as Keras trains)")
-    group.add_argument("--strategy", default="auto", help="auto, ddp, ... (default: auto)")
+    defaults = TrainerFlags()
+    group.add_argument("--accelerator", help=f"cpu, gpu, auto, ... (default: {defaults.accelerator})")
+    group.add_argument("--devices", help=f"number of devices or 'auto' (default: {defaults.devices})")
+    group.add_argument("--precision",
+                       help=f"32-true, bf16-mixed, 16-mixed, ... (default: {defaults.precision}, as Keras trains)")
+    group.add_argument("--strategy", help=f"auto, ddp, ... (default: {defaults.strategy})")
     return parser
 
 
-def build_trainer(run_dir: Path, epochs: int, accelerator: str, devices: str | int, precision: str,
-                  strategy: str = "auto", callbacks: list[Callback] | None = None) -> L.Trainer:
-    # checkpoints/last.ckpt after every epoch, as the Keras side keeps checkpoints/last.keras.
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+def trainer_flags_from(args: argparse.Namespace) -> TrainerFlags:
+    given = {field.name: getattr(args, field.name) for field in fields(TrainerFlags)}
+    return TrainerFlags(**{name: value for name, value in given.items() if value is not None})
+
+
+def check_trainer_flags(flags: TrainerFlags) -> None:
+    """Refuse flags no Trainer can run with, before any work: Lightning's own checks, plus cores."""
+    named = " ".join(f"--{name} {value}" for name, value in asdict(flags).items())
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)  # the real Trainer prints the device summary later
+    try:
+        trainer = L.Trainer(**asdict(flags), logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as error:
+        raise UserError(f"{named}: {error}") from None
+    finally:
+        lightning_log.setLevel(level)
+    cores = os.cpu_count() or 1
+    if isinstance(trainer.accelerator, CPUAccelerator) and trainer.num_devices > cores:
+        raise UserError(f"--devices {flags.devices}: this machine has {cores} CPU cores, so at most "
+                        f"{cores} CPU processes")
+
+
+def build_trainer(run_dir: Path, epochs: int, flags: TrainerFlags,
+                  callbacks: list[Callback] | None = None) -> L.Trainer:
+    # checkpoints/last.ckpt after every epoch (replaced, written atomically by Lightning), as the Keras
+    # side keeps checkpoints/last.keras. Taken at the very end of the epoch, after the other callbacks
+    # have checked and recorded it. (save_last=True with save_top_k=0 would save only when fit ends.)
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+                                  enable_version_counter=False, save_on_train_epoch_end=True)
     return L.Trainer(
-        max_epochs=epochs, accelerator=accelerator, devices=devices, precision=precision,
-        strategy=strategy, default_root_dir=run_dir, logger=False,
+        **asdict(flags), max_epochs=epochs, default_root_dir=run_dir, logger=False,
         callbacks=[checkpoints, TQDMProgressBar(), *(callbacks or [])],
         num_sanity_val_steps=0,  # Keras validates only after each epoch
         use_distributed_sampler=False,  # TensorBatches shards the batches itself
     )
 
 
-def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path, accelerator: str = "cpu",
-          devices: str | int = 1, precision: str = "32-true", strategy: str = "auto") -> dict:
-    """Fit, save, reload and test; returns metrics.json's content."""
+def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
+          flags: TrainerFlags = TrainerFlags(), resume: bool = False) -> dict:
+    """Fit (or carry on fitting), save, reload and test; returns metrics.json's content."""
     t = config.training
     L.seed_everything(t.seed, verbose=False)
     module = CifarClassifier(dropout=t.dropout, learning_rate=t.learning_rate, rho=t.rho,
                              epsilon=t.epsilon, num_classes=config.dataset.num_classes)
     history = HistoryWriter(run_dir)
-    trainer = build_trainer(run_dir, t.epochs, accelerator, devices, precision, strategy, [history])
+    # StopOnNonFiniteLoss first: a bad epoch stops before it is recorded.
+    callbacks = [StopOnNonFiniteLoss(), history, RandomState(), ResumeHint(run_dir)]
+    trainer = build_trainer(run_dir, t.epochs, flags, callbacks)
+    checkpoint = run_dir / "checkpoints" / "last.ckpt" if resume else None
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+    except SIGTERMException:  # a SystemExit with status 0: exit as a terminated process instead
+        raise SystemExit(128 + signal.SIGTERM) from None
     fit_seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return {}
@@ -90,12 +130,13 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path, accel
     model_path = run_dir / "model.ckpt"
     runs.write_atomically(model_path, trainer.save_checkpoint)
     reloaded = CifarClassifier.load_from_checkpoint(model_path, map_location="cpu")
-    tester = L.Trainer(accelerator=accelerator, devices=1, precision=precision, logger=False,
+    tester = L.Trainer(accelerator=flags.accelerator, devices=1, precision=flags.precision, logger=False,
                        enable_progress_bar=False, enable_model_summary=False)
     results = tester.test(reloaded, datamodule=datamodule, verbose=False)[0]
     probs = torch.cat(tester.predict(reloaded, datamodule=datamodule)).float().numpy()
     confusion = reloaded.test_confusion.compute().cpu().numpy()
     n_train = len(datamodule.train_labels)
+    epochs_here = len(history.rows) - history.resumed_after
     metrics = {
         "framework": FRAMEWORK,
         "variant": t.variant,
@@ -109,8 +150,9 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path, accel
         "final_val_accuracy": history.rows[-1]["val_accuracy"],
         "fit_seconds": fit_seconds,
         # Validation passes are inside fit_seconds on both sides, so the figures compare.
-        "train_images_per_second": n_train * t.epochs / fit_seconds,
-        "accelerator": accelerator, "devices": str(devices), "precision": precision,
+        "train_images_per_second": n_train * epochs_here / fit_seconds,
+        "resumed_after_epoch": history.resumed_after,  # fit_seconds counts the epochs after it
+        **asdict(flags),
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
                      "lightning": L.__version__, "torchmetrics": torchmetrics.__version__},
         "command": " ".join(["python -m lightning_impl.fit", *sys.argv[1:]]),
@@ -120,17 +162,50 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path, accel
     return metrics
 
 
+def open_for_resume(run_dir: Path) -> tuple[RunConfig, int | None, TrainerFlags]:
+    """The config, subset and Trainer flags an unfinished run folder was started with."""
+    if not run_dir.is_dir():
+        raise UserError(f"--resume {run_dir}: no such run folder")
+    if (run_dir / "metrics.json").is_file():
+        raise UserError(f"--resume {run_dir}: this run finished already (metrics.json exists)")
+    if not (run_dir / LAUNCH_FILE).is_file() or not (run_dir / "config.yaml").is_file():
+        raise UserError(f"--resume {run_dir}: not a run folder of python -m lightning_impl.fit "
+                        f"(config.yaml or {LAUNCH_FILE} missing)")
+    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        raise UserError(f"--resume {run_dir}: no checkpoints/last.ckpt, the run stopped before its first "
+                        f"epoch ended; start a new run")
+    launch = json.loads((run_dir / LAUNCH_FILE).read_text())
+    return load_config(run_dir / "config.yaml"), launch["subset"], TrainerFlags(**launch["trainer"])
+
+
+SETTING_FLAGS = ("dropout", "config", "epochs", "batch_size", "learning_rate", "seed", "subset", "out",
+                 *(field.name for field in fields(TrainerFlags)))
+
+
 @exits_cleanly_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = lightning_parser().parse_args(argv)
-    config = config_from_flags(args.dropout, args.config, args.epochs, args.batch_size,
-                               args.learning_rate, args.seed)
+    if args.resume is not None:
+        given = [name for name in SETTING_FLAGS if getattr(args, name) not in (None, False)]
+        if given:
+            raise UserError(f"--resume takes every setting from the run folder; drop "
+                            f"--{given[0].replace('_', '-')}")
+        run_dir = args.resume
+        config, subset, flags = open_for_resume(run_dir)
+    else:
+        config = config_from_flags(args.dropout, args.config, args.epochs, args.batch_size,
+                                   args.learning_rate, args.seed)
+        subset, flags = args.subset, trainer_flags_from(args)
+    check_trainer_flags(flags)
     t = config.training
-    datamodule = Cifar10DataModule(args.data_dir, t.batch_size, t.validation_split, t.seed, args.subset)
+    datamodule = Cifar10DataModule(args.data_dir, t.batch_size, t.validation_split, t.seed, subset)
     datamodule.prepare_data()  # bad data fails here, before a run folder exists
-    run_dir = runs.new_run_dir(args.out, FRAMEWORK, t.variant)
-    runs.write_config(run_dir, config.to_dict())
-    metrics = train(config, datamodule, run_dir, args.accelerator, args.devices, args.precision, args.strategy)
+    if args.resume is None:
+        run_dir = runs.new_run_dir(args.out, FRAMEWORK, t.variant)
+        runs.write_config(run_dir, config.to_dict())
+        runs.write_text(run_dir / LAUNCH_FILE,
+                        json.dumps({"subset": subset, "trainer": asdict(flags)}, indent=2) + "\n")
+    metrics = train(config, datamodule, run_dir, flags, resume=args.resume is not None)
     if metrics:
         print(summary_line(metrics["test_accuracy"], run_dir))
     return 0

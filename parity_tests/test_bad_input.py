@@ -60,7 +60,8 @@ def write_config(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("case", [
     "subset-larger-than-test-set", "missing-data-dir", "unknown-key", "wrong-type", "missing-config",
-    "split-out-of-range", "nan-learning-rate", "not-a-mapping",
+    "split-out-of-range", "nan-learning-rate", "not-a-mapping", "more-devices-than-cores",
+    "no-such-accelerator-devices", "bad-precision", "bad-strategy",
 ])
 def test_bad_input_returns_2_with_one_line_naming_the_setting(no_training, tmp_path, capsys, case):
     """Bad data folder, subset or config: main returns 2 and prints one 'error:' line naming it, no run folder."""
@@ -84,6 +85,14 @@ def test_bad_input_returns_2_with_one_line_naming_the_setting(no_training, tmp_p
     elif case == "nan-learning-rate":
         path = write_config(tmp_path, "training:\n  learning_rate: .nan\n")
         argv, expected = ["--config", str(path)], [str(path), "'training.learning_rate' must be positive and finite"]
+    elif case == "more-devices-than-cores":
+        argv, expected = ["--devices", "999"], ["--devices 999", "CPU cores"]
+    elif case == "no-such-accelerator-devices":
+        argv, expected = ["--accelerator", "gpu", "--devices", "999"], ["--accelerator gpu", "--devices 999"]
+    elif case == "bad-precision":
+        argv, expected = ["--precision", "bf17"], ["--precision bf17", "invalid"]
+    elif case == "bad-strategy":
+        argv, expected = ["--strategy", "dpp"], ["--strategy dpp", "invalid strategy"]
     else:
         path = write_config(tmp_path, "- just\n- a list\n")
         argv, expected = ["--config", str(path)], [str(path), "'dataset' and 'training'"]

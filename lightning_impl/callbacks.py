@@ -1,0 +1,99 @@
+"""The Trainer callbacks `fit` uses beyond Lightning's own: history, resumable state, stopping rules.
+
+Lightning keeps each callback's `state_dict` in the checkpoint, so a run resumed from
+`checkpoints/last.ckpt` gets back exactly the history and random state that checkpoint was taken with.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from cifar_common import runs
+from cifar_common.errors import UserError
+
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+class HistoryWriter(Callback):
+    """Keras-style history: one row per epoch, rewritten after every epoch so a crash keeps it."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.rows: list[dict[str, float]] = []
+        self.resumed_after = 0  # epochs restored from a checkpoint
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        self.rows.append({"epoch": trainer.current_epoch + 1,
+                          **{key: float(metrics[key]) for key in EPOCH_METRICS}})
+        if trainer.is_global_zero:
+            runs.write_history(self.run_dir, self.rows)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # The rows the checkpoint was taken with: an epoch finished after it is trained again.
+        self.rows = list(state_dict["rows"])
+        self.resumed_after = len(self.rows)
+
+
+class RandomState(Callback):
+    """Keeps torch's generators in the checkpoint, so a resumed run draws the same dropout masks.
+
+    Lightning seeds once at start-up and does not save generator states; without this, a resumed
+    run would restart the random stream from the seed.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["cpu"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Stops at the end of an epoch whose training or validation loss is nan or inf, before it is saved.
+
+    The check reads the epoch's metric, so no step waits on the device. Listed before the history
+    and checkpoint callbacks (Lightning runs ModelCheckpoint last), so the bad epoch is neither
+    recorded nor saved and `checkpoints/last.ckpt` stays the last good one.
+    """
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # loss: the epoch's steps; val_loss: the weights the checkpoint would hold.
+        for name in ("loss", "val_loss"):
+            value = float(trainer.callback_metrics[name])
+            if math.isfinite(value):
+                continue
+            epoch = trainer.current_epoch + 1
+            kept = (f"checkpoints/last.ckpt keeps epoch {epoch - 1}, the last good one" if epoch > 1
+                    else "no epoch finished with finite losses, so there is no checkpoint")
+            raise UserError(f"{name} became {value} in epoch {epoch}; training stopped and {kept}. "
+                            f"Try a smaller --learning-rate.")
+
+
+class ResumeHint(Callback):
+    """On Ctrl-C, SIGTERM or an error during fit, say how to carry on from the last checkpoint."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
+        if not trainer.is_global_zero or isinstance(exception, UserError):
+            return  # a UserError says what to do itself; resuming would not help
+        checkpoint = self.run_dir / "checkpoints" / "last.ckpt"
+        if checkpoint.is_file():
+            print(f"\nstopped; the finished epochs are in {checkpoint}. Carry on with:\n"
+                  f"  python -m lightning_impl.fit --resume {self.run_dir}", file=sys.stderr)

@@ -1,0 +1,110 @@
+"""A real run stopped in the middle of an epoch (kill -9, SIGTERM, Ctrl-C) and carried on with --resume.
+
+The resumed run must end with the uninterrupted run's history and, with the same seed on CPU,
+its final weights bit for bit: the data order, the dropout masks (torch's generator state is kept
+in the checkpoint) and the optimizer state all carry over.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cifar_common.data import ENV_VAR
+
+ROOT = Path(__file__).resolve().parent.parent
+# 358 training images in batches of 32: 12 steps an epoch, so a signal can land mid-epoch.
+ARGS = ["--dropout", "--subset", "512", "--batch-size", "32", "--epochs", "3"]
+STEPS_PER_EPOCH = 12
+# tqdm's bar for the second epoch (Lightning counts from 0), a few steps in and not at the end.
+MID_SECOND_EPOCH = re.compile(r"Epoch 1: +\d+%[^|]*\|[^|]*\| ([3-9]|10)/" + str(STEPS_PER_EPOCH))
+
+
+def command(*args: str) -> list[str]:
+    if not os.environ.get(ENV_VAR):
+        pytest.fail(f"set {ENV_VAR} to a cifar-10-batches-py folder: the resume runs use the real data")
+    return [sys.executable, "-m", "lightning_impl.fit", *args]
+
+
+def only_run_dir(out: Path) -> Path:
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "model.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(command(*ARGS, "--out", str(out)), cwd=ROOT, check=True, capture_output=True, timeout=600)
+    return only_run_dir(out)
+
+
+def stop_mid_epoch(out: Path, log: Path, signum: int) -> subprocess.CompletedProcess:
+    """Start a run, send `signum` a few steps into its second epoch, wait for it to end."""
+    with log.open("w") as output:  # Lightning's progress bar writes to stdout
+        process = subprocess.Popen(command(*ARGS, "--out", str(out)), cwd=ROOT,
+                                   stdout=output, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not MID_SECOND_EPOCH.search(log.read_text()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the run never reached the middle of epoch 2:\n{log.read_text()[-2000:]}")
+        time.sleep(0.02)
+    process.send_signal(signum)
+    process.wait(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, log.read_text(), log.read_text())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
+                         ids=["kill-9", "sigterm", "ctrl-c"])
+def test_stopped_run_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path, signum):
+    out = tmp_path / "runs"
+    stopped = stop_mid_epoch(out, tmp_path / "stderr.log", signum)
+    assert stopped.returncode != 0, "an interrupted run must not exit as a success"
+    run_dir = only_run_dir(out)
+    # Only the finished epoch is kept: its history row and checkpoint, no results.
+    assert not (run_dir / "metrics.json").exists()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 1 + 1
+    if signum != signal.SIGKILL:  # a catchable signal says how to carry on
+        assert f"--resume {run_dir}" in stopped.stderr
+
+    resumed = subprocess.run(command("--resume", str(run_dir)), cwd=ROOT, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (run_dir / "history.csv").read_text() == (uninterrupted / "history.csv").read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["resumed_after_epoch"] == 1 and metrics["epochs"] == 3
+    expected, got = final_weights(uninterrupted), final_weights(run_dir)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), f"{name} differs from the uninterrupted run"
+
+
+def test_resume_refuses_a_finished_run_and_setting_flags(uninterrupted, capsys):
+    from lightning_impl import fit
+    assert fit.main(["--resume", str(uninterrupted)]) == 2
+    assert "this run finished already" in capsys.readouterr().err
+    assert fit.main(["--resume", str(uninterrupted), "--epochs", "5"]) == 2
+    assert "drop --epochs" in capsys.readouterr().err
+
+
+def test_resume_of_a_folder_without_checkpoint_says_start_again(tmp_path, capsys):
+    from lightning_impl import fit
+    run_dir = tmp_path / "lightning-dropout-x"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("training: {dropout: true}\n")
+    (run_dir / fit.LAUNCH_FILE).write_text(json.dumps({"subset": None, "trainer": {}}))
+    assert fit.main(["--resume", str(run_dir)]) == 2
+    assert "stopped before its first epoch ended" in capsys.readouterr().err
