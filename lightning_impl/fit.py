@@ -17,6 +17,7 @@ import os
 import platform
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,6 +29,7 @@ import torchmetrics
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cifar_common import runs
@@ -41,6 +43,7 @@ from lightning_impl.module import CifarClassifier
 
 FRAMEWORK = "lightning"
 LAUNCH_FILE = "launch.json"  # subset and Trainer flags, which config.yaml does not hold
+RUN_DIR_ENV = "LIGHTNING_IMPL_RUN_DIR"  # rank 0's run folder, for the other DDP processes
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,14 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
     except SIGTERMException:  # a SystemExit with status 0: exit as a terminated process instead
         raise SystemExit(128 + signal.SIGTERM) from None
     fit_seconds = time.perf_counter() - started
+    model_path = run_dir / "model.ckpt"
+    # Every process takes part (it is collective under DDP); rank 0 writes, atomically, as Lightning does.
+    trainer.save_checkpoint(model_path)
+    if torch.distributed.is_initialized():  # rank 0 tests alone below; metrics must not wait on the others
+        torch.distributed.destroy_process_group()
     if not trainer.is_global_zero:
         return {}
 
-    model_path = run_dir / "model.ckpt"
-    runs.write_atomically(model_path, trainer.save_checkpoint)
     reloaded = CifarClassifier.load_from_checkpoint(model_path, map_location="cpu")
     tester = L.Trainer(accelerator=flags.accelerator, devices=1, precision=flags.precision, logger=False,
                        enable_progress_bar=False, enable_model_summary=False)
@@ -178,6 +184,11 @@ def open_for_resume(run_dir: Path) -> tuple[RunConfig, int | None, TrainerFlags]
     return load_config(run_dir / "config.yaml"), launch["subset"], TrainerFlags(**launch["trainer"])
 
 
+def started_by_launcher() -> bool:
+    """True in the processes a DDP launcher (Lightning's, torchrun, SLURM) starts besides global rank 0."""
+    return rank_zero_only.rank != 0 or int(os.environ.get("NODE_RANK", 0)) != 0
+
+
 SETTING_FLAGS = ("dropout", "config", "epochs", "batch_size", "learning_rate", "seed", "subset", "out",
                  *(field.name for field in fields(TrainerFlags)))
 
@@ -200,11 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     t = config.training
     datamodule = Cifar10DataModule(args.data_dir, t.batch_size, t.validation_split, t.seed, subset)
     datamodule.prepare_data()  # bad data fails here, before a run folder exists
-    if args.resume is None:
+    if args.resume is None and not started_by_launcher():
         run_dir = runs.new_run_dir(args.out, FRAMEWORK, t.variant)
         runs.write_config(run_dir, config.to_dict())
         runs.write_text(run_dir / LAUNCH_FILE,
                         json.dumps({"subset": subset, "trainer": asdict(flags)}, indent=2) + "\n")
+        os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the processes DDP starts
+    elif args.resume is None:
+        # Only global rank 0 writes; other nodes, which do not inherit the variable, get a scratch folder.
+        run_dir = Path(os.environ.get(RUN_DIR_ENV) or tempfile.mkdtemp(prefix="lightning-impl-rank-"))
     metrics = train(config, datamodule, run_dir, flags, resume=args.resume is not None)
     if metrics:
         print(summary_line(metrics["test_accuracy"], run_dir))
