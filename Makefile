@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup fit test test-reverse report clean
+.PHONY: setup fit test test-reverse report bench clean
 
 # The newest Keras and Lightning dropout runs under RUNS (see README, "Training runs").
 RUNS ?= runs/epochs3
@@ -34,6 +34,10 @@ report: $(STAMP)
 	$(BIN)/python -m lightning_impl.compare $(KERAS_RUN) $(LIGHTNING_RUN) --out reports/comparison-$(notdir $(RUNS))
 	for run in $(KERAS_RUN) $(LIGHTNING_RUN); do \
 	  mkdir -p reports/runs/$$(basename $$run) && cp $$run/*.csv $$run/*.json $$run/config.yaml reports/runs/$$(basename $$run)/; done
+
+# Training and inference speed of Keras, the port under Lightning and a bare loop (README, "Speed").
+bench: $(STAMP)
+	$(BIN)/python -m lightning_impl.bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
