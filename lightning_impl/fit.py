@@ -33,7 +33,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cifar_common import runs
-from cifar_common.cli import config_from_flags, fit_parser
+from cifar_common.cli import config_from_flags, fit_parser, positive_int
 from cifar_common.config import RunConfig, load_config
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
 from cifar_common.outputs import summary_line, write_results
@@ -53,6 +53,7 @@ class TrainerFlags:
     devices: str = "1"
     precision: str = "32-true"  # as Keras trains
     strategy: str = "auto"
+    num_nodes: int = 1
 
 
 def lightning_parser() -> argparse.ArgumentParser:
@@ -67,6 +68,8 @@ def lightning_parser() -> argparse.ArgumentParser:
     group.add_argument("--precision",
                        help=f"32-true, bf16-mixed, 16-mixed, ... (default: {defaults.precision}, as Keras trains)")
     group.add_argument("--strategy", help=f"auto, ddp, ... (default: {defaults.strategy})")
+    group.add_argument("--num-nodes", type=positive_int,
+                       help=f"machines taking part, each running this command (default: {defaults.num_nodes})")
     return parser
 
 
