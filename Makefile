@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup fit test test-reverse report bench clean
 
-# The newest Keras and Lightning dropout runs under RUNS (see README, "Training runs").
-RUNS ?= runs/epochs3
+# The newest Keras and Lightning dropout runs under RUNS are compared (README, "Accuracy bands");
+# every finished run under BAND_DIRS goes into reports/bands.json.
+RUNS ?= runs/full
 KERAS_RUN ?= $(lastword $(sort $(wildcard $(RUNS)/keras-dropout-*)))
 LIGHTNING_RUN ?= $(lastword $(sort $(wildcard $(RUNS)/lightning-dropout-*)))
+BAND_DIRS ?= runs/bands-e2 runs/full
+BAND_RUNS = $(foreach dir,$(BAND_DIRS),$(dir $(wildcard $(dir)/*/metrics.json)))
 
 setup: $(STAMP)
 
@@ -29,10 +32,11 @@ test: $(STAMP)
 test-reverse: $(STAMP)
 	$(BIN)/python -m pytest $$(ls parity_tests/test_*.py | sort -r) $(ARGS)
 
-# Compare the two runs into reports/ (train them first with --epochs 3 --out runs/epochs3).
+# The bands file and table, the Keras vs Lightning comparison, and copies of the runs' small files.
 report: $(STAMP)
+	$(BIN)/python -m cifar_common.bands $(BAND_RUNS) --out reports/bands.json
 	$(BIN)/python -m lightning_impl.compare $(KERAS_RUN) $(LIGHTNING_RUN) --out reports/comparison-$(notdir $(RUNS))
-	for run in $(KERAS_RUN) $(LIGHTNING_RUN); do \
+	for run in $(BAND_RUNS); do \
 	  mkdir -p reports/runs/$$(basename $$run) && cp $$run/*.csv $$run/*.json $$run/config.yaml reports/runs/$$(basename $$run)/; done
 
 # Training and inference speed of Keras, the port under Lightning and a bare loop (README, "Speed").
