@@ -1,6 +1,6 @@
 """The run folder: one format for both frameworks, so any two runs can be compared.
 
-    config.yaml  history.csv  metrics.json  predictions.npz  confusion.csv  plots/  model.*
+    config.yaml  launch.json  history.csv  metrics.json  predictions.npz  confusion.csv  plots/  model.*
 
 Every file is written to a temporary name and renamed, so a killed run never leaves half a file,
 and every run gets a new folder.
@@ -23,6 +23,7 @@ import yaml
 from cifar_common.errors import UserError
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+LAUNCH_FILE = "launch.json"  # what config.yaml does not hold: --subset and any Trainer flags
 RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "predictions.npz", "confusion.csv")
 PLOT_FILES = ("loss.png", "accuracy.png", "predictions.png", "confusion.png")
 DEFAULT_OUT = Path("runs")
@@ -63,6 +64,15 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+
+def write_launch(run_dir: Path, subset: int | None, trainer: dict[str, Any] | None = None) -> None:
+    """How the run was started beyond its config, so that it can be resumed with the same settings."""
+    write_text(run_dir / LAUNCH_FILE, json.dumps({"subset": subset, "trainer": trainer}, indent=2) + "\n")
+
+
+def read_launch(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / LAUNCH_FILE).read_text())
 
 
 def write_history(run_dir: Path, rows: list[dict[str, float]]) -> None:

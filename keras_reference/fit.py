@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_cifar10(args.data_dir).subset(args.subset)
     run_dir = runs.new_run_dir(args.out, FRAMEWORK, config.training.variant)
     runs.write_config(run_dir, config.to_dict())
+    runs.write_launch(run_dir, args.subset)
     metrics = train(config, data, run_dir)
     print(summary_line(metrics["test_accuracy"], run_dir))
     return 0

@@ -11,7 +11,6 @@ matrix. Expect about 0.78 test accuracy for the dropout variant after 31 epochs 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -42,7 +41,6 @@ from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.module import CifarClassifier
 
 FRAMEWORK = "lightning"
-LAUNCH_FILE = "launch.json"  # subset and Trainer flags, which config.yaml does not hold
 RUN_DIR_ENV = "LIGHTNING_IMPL_RUN_DIR"  # rank 0's run folder, for the other DDP processes
 
 
@@ -177,13 +175,16 @@ def open_for_resume(run_dir: Path) -> tuple[RunConfig, int | None, TrainerFlags]
         raise UserError(f"--resume {run_dir}: no such run folder")
     if (run_dir / "metrics.json").is_file():
         raise UserError(f"--resume {run_dir}: this run finished already (metrics.json exists)")
-    if not (run_dir / LAUNCH_FILE).is_file() or not (run_dir / "config.yaml").is_file():
+    launch_file = run_dir / runs.LAUNCH_FILE
+    if not launch_file.is_file() or not (run_dir / "config.yaml").is_file():
         raise UserError(f"--resume {run_dir}: not a run folder of python -m lightning_impl.fit "
-                        f"(config.yaml or {LAUNCH_FILE} missing)")
+                        f"(config.yaml or {launch_file.name} missing)")
     if not (run_dir / "checkpoints" / "last.ckpt").is_file():
         raise UserError(f"--resume {run_dir}: no checkpoints/last.ckpt, the run stopped before its first "
                         f"epoch ended; start a new run")
-    launch = json.loads((run_dir / LAUNCH_FILE).read_text())
+    launch = runs.read_launch(run_dir)
+    if not launch.get("trainer"):
+        raise UserError(f"--resume {run_dir}: a Keras run folder; only the port's runs can be resumed")
     return load_config(run_dir / "config.yaml"), launch["subset"], TrainerFlags(**launch["trainer"])
 
 
@@ -217,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume is None and not started_by_launcher():
         run_dir = runs.new_run_dir(args.out, FRAMEWORK, t.variant)
         runs.write_config(run_dir, config.to_dict())
-        runs.write_text(run_dir / LAUNCH_FILE,
-                        json.dumps({"subset": subset, "trainer": asdict(flags)}, indent=2) + "\n")
+        runs.write_launch(run_dir, subset, asdict(flags))
         os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the processes DDP starts
     elif args.resume is None:
         # Only global rank 0 writes; other nodes, which do not inherit the variable, get a scratch folder.

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from cifar_common.data import ENV_VAR, TEST_FILE, read_batch
-from cifar_common.runs import HISTORY_COLUMNS, PLOT_FILES, RUN_FILES, confusion_from_predictions, read_run
+from cifar_common.runs import HISTORY_COLUMNS, LAUNCH_FILE, PLOT_FILES, RUN_FILES, confusion_from_predictions, read_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSET = 600
@@ -110,9 +110,8 @@ def files_under(folder: Path) -> set[str]:
 
 def expected_files(framework: str) -> set[str]:
     suffix = MODEL_SUFFIX[framework]
-    resume_record = {"launch.json"} if framework == "lightning" else set()  # what --resume reads
-    return {*RUN_FILES, *(f"plots/{name}" for name in PLOT_FILES), f"model{suffix}", f"checkpoints/last{suffix}",
-            *resume_record}
+    return {*RUN_FILES, LAUNCH_FILE, *(f"plots/{name}" for name in PLOT_FILES), f"model{suffix}",
+            f"checkpoints/last{suffix}"}
 
 
 def test_fit_exits_0_and_prints_accuracy_and_run_folder_last(finished):
@@ -125,7 +124,7 @@ def test_fit_exits_0_and_prints_accuracy_and_run_folder_last(finished):
 
 
 def test_run_folder_holds_exactly_the_run_files(finished):
-    """RUN_FILES, plots/PLOT_FILES, the model, checkpoints/last (and launch.json), none empty, nothing else."""
+    """RUN_FILES, launch.json, plots/PLOT_FILES, the model and checkpoints/last, none empty, nothing else."""
     assert files_under(finished.run_dir) == expected_files(finished.framework)
     assert all((finished.run_dir / name).stat().st_size > 0 for name in expected_files(finished.framework))
 
@@ -196,10 +195,9 @@ def test_read_run_reads_the_run_folder(finished):
 
 
 def test_both_frameworks_write_the_same_file_names(fit_runs):
-    """Keras and Lightning run folders hold the same file names (.keras and .ckpt counted as one; Lightning's
-    launch.json, which only --resume reads, aside)."""
+    """Keras and Lightning run folders hold the same file names (.keras and .ckpt counted as one)."""
     def normalised(framework: str) -> set[str]:
-        names = files_under(fit_runs.get(framework).run_dir) - {"launch.json"}
+        names = files_under(fit_runs.get(framework).run_dir)
         return {re.sub(re.escape(MODEL_SUFFIX[framework]) + "$", ".MODEL", name) for name in names}
 
     assert normalised("keras") == normalised("lightning")

@@ -105,6 +105,6 @@ def test_resume_of_a_folder_without_checkpoint_says_start_again(tmp_path, capsys
     run_dir = tmp_path / "lightning-dropout-x"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text("training: {dropout: true}\n")
-    (run_dir / fit.LAUNCH_FILE).write_text(json.dumps({"subset": None, "trainer": {}}))
+    (run_dir / "launch.json").write_text(json.dumps({"subset": None, "trainer": {"devices": "1"}}))
     assert fit.main(["--resume", str(run_dir)]) == 2
     assert "stopped before its first epoch ended" in capsys.readouterr().err
