@@ -134,15 +134,20 @@ class Run:
         return f"{self.metrics.get('framework', '?')}/{self.metrics.get('variant', '?')} ({self.path.name})"
 
 
+def read_history(run_dir: Path) -> dict[str, np.ndarray]:
+    """history.csv as one array per column."""
+    with (run_dir / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return {key: np.array([float(row[key]) for row in rows]) for key in HISTORY_COLUMNS}
+
+
 def read_run(run_dir: str | Path) -> Run:
     run_dir = Path(run_dir)
     missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if missing:
         raise UserError(f"{run_dir} is not a complete run folder: missing {', '.join(missing)}")
     try:
-        with (run_dir / "history.csv").open() as f:
-            rows = list(csv.DictReader(f))
-        history = {key: np.array([float(row[key]) for row in rows]) for key in HISTORY_COLUMNS}
+        history = read_history(run_dir)
         with np.load(run_dir / "predictions.npz") as npz:
             y_true, probs = npz["y_true"], npz["probs"]
         confusion = np.loadtxt(run_dir / "confusion.csv", delimiter=",", dtype=np.int64, ndmin=2)

@@ -94,7 +94,10 @@ def test_port_lands_in_the_keras_band_after_two_epochs(tmp_path):
 @pytest.mark.full_budget
 def test_recorded_full_budget_port_runs_lie_in_the_keras_band():
     groups = bands.load()
-    port = next(g for g in groups if (g["framework"], g["variant"], g["epochs"]) == ("lightning", "dropout", FULL_EPOCHS))
+    ports = [g for g in groups if (g["framework"], g["variant"], g["epochs"]) == ("lightning", "dropout", FULL_EPOCHS)]
+    if not ports:
+        pytest.fail(f"no {FULL_EPOCHS}-epoch port run in reports/bands.json (make report)", pytrace=False)
+    (port,) = ports
     for metric in bands.METRICS:
         band = bands.band(groups, "keras", "dropout", FULL_EPOCHS, metric)
         for value in port[metric]["values"]:
@@ -103,13 +106,12 @@ def test_recorded_full_budget_port_runs_lie_in_the_keras_band():
 
 @pytest.mark.full_budget
 def test_recorded_baseline_overfits_and_dropout_does_not():
-    from cifar_common.runs import read_run
     recorded = ROOT / "reports" / "runs"
     histories = {}
     for run_dir in sorted(recorded.glob("*")):
         metrics = json.loads((run_dir / "metrics.json").read_text())
         if metrics["epochs"] == FULL_EPOCHS:
-            histories[metrics["framework"], metrics["variant"]] = read_run(run_dir).history
+            histories[metrics["framework"], metrics["variant"]] = runs.read_history(run_dir)
     baselines = {fw: h for (fw, variant), h in histories.items() if variant == "baseline"}
     if not baselines:
         pytest.skip("no 31-epoch baseline run is recorded in reports/runs (README, 'Accuracy bands')")
