@@ -11,7 +11,6 @@ import argparse
 import json
 import resource
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -80,7 +79,6 @@ class Result:
 
     def emit(self) -> None:
         print(RESULT_PREFIX + json.dumps({**asdict(self), "images_per_second": self.median}), flush=True)
-        sys.stdout.flush()
 
 
 def parse_results(stdout: str) -> list[dict]:
