@@ -17,7 +17,7 @@ BAND_RUNS = $(foreach dir,$(BAND_DIRS),$(dir $(wildcard $(dir)/*/metrics.json)))
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)  # also repairs a venv cut off half-made
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[test]'
 	touch $(STAMP)
