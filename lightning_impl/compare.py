@@ -71,9 +71,16 @@ def fmt_change(value: float | None) -> str:
     return "—" if value is None else f"{value:+.4f}"
 
 
-def headline_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+def fmt_late(late: dict[str, Any] | None) -> str:
+    if late is None:
+        return "—"
+    return f"{late['mean']:.4f} ± {fmt(late['std'])} ({late['epochs']} ep)"
+
+
+def headline_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     return [(side.upper(), result[f"label_{side}"], fmt(result[f"accuracy_{side}"]),
-             fmt_interval(result[f"interval_{side}"]), fmt(result[f"final_val_accuracy_{side}"]))
+             fmt_interval(result[f"interval_{side}"]), fmt(result[f"final_val_accuracy_{side}"]),
+             fmt_late(result[f"late_val_accuracy_{side}"]))
             for side in ("a", "b")]
 
 
@@ -95,9 +102,11 @@ def markdown_report(result: dict[str, Any]) -> str:
              f"- **A**: {result['label_a']} — `{result['path_a']}`",
              f"- **B**: {result['label_b']} — `{result['path_b']}`", "",
              "## Accuracy", ""]
-    lines += markdown_table(["run", "label", "test accuracy", "95% interval (Wilson)", "final val accuracy"],
-                            headline_rows(result))
-    lines += ["", "Accuracy is computed from each run's saved predictions.", "",
+    lines += markdown_table(["run", "label", "test accuracy", "95% interval (Wilson)", "final val accuracy",
+                             "val accuracy, last epochs (mean ± std)"], headline_rows(result))
+    lines += ["", "Accuracy is computed from each run's saved predictions. The last column shows how much "
+              "val accuracy moves from epoch to epoch at the end of each run: a final-epoch difference "
+              "smaller than that is not a difference between the runs.", "",
               "## Do they differ?", "",
               f"- Agreement: both predict the same class on {100 * result['agreement']:.2f}% of the images.",
               f"- McNemar's exact test: b = {result['mcnemar_b']} images only A gets right, "
@@ -126,8 +135,9 @@ def stored_confusion_notes(result: dict[str, Any]) -> list[str]:
 def terminal_table(result: dict[str, Any]) -> str:
     rows = headline_rows(result)
     width = max(len(label) for _, label, *_ in rows)
-    lines = [f"   {'run':<{width}}  accuracy  95% interval      final val acc"]
-    lines += [f"{side}  {label:<{width}}  {acc:<8}  {interval}  {val}" for side, label, acc, interval, val in rows]
+    lines = [f"   {'run':<{width}}  accuracy  95% interval      final val acc  val acc, last epochs"]
+    lines += [f"{side}  {label:<{width}}  {acc:<8}  {interval}  {val:<13}  {late}"
+              for side, label, acc, interval, val, late in rows]
     lines.append(f"agreement {fmt(result['agreement'])}   McNemar b={result['mcnemar_b']} "
                  f"c={result['mcnemar_c']} p={result['mcnemar_p']:.4g}")
     lines.append(reading(result))

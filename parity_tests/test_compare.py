@@ -158,6 +158,11 @@ def test_compare_runs_matches_known_predictions(two_runs: tuple[Path, Path]) -> 
     assert result["recall_change"] == pytest.approx(np.subtract(result["recall_b"], result["recall_a"]))
     assert result["final_val_accuracy_a"] == pytest.approx(0.45 + 0.05 * 6)
     assert result["final_val_accuracy_b"] == pytest.approx(0.45 + 0.05 * 8)
+    # The last 5 of 0.45 + 0.05 e for e = 2..6: mean at e = 4, std 0.05 * std(1..5) = 0.05 * sqrt(2.5).
+    assert result["late_val_accuracy_a"]["epochs"] == 5
+    assert result["late_val_accuracy_a"]["mean"] == pytest.approx(0.45 + 0.05 * 4)
+    assert result["late_val_accuracy_a"]["std"] == pytest.approx(0.05 * math.sqrt(2.5))
+    assert result["late_val_accuracy_b"]["mean"] == pytest.approx(0.45 + 0.05 * 6)
     assert result["confused_pairs_a"][0] == {"truth": "airplane", "predicted": "automobile", "count": 3}
     assert result["stored_confusion_matches_a"] and result["stored_confusion_matches_b"]
 
