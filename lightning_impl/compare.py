@@ -111,7 +111,10 @@ def markdown_report(result: dict[str, Any]) -> str:
               f"- Agreement: both predict the same class on {100 * result['agreement']:.2f}% of the images.",
               f"- McNemar's exact test: b = {result['mcnemar_b']} images only A gets right, "
               f"c = {result['mcnemar_c']} only B gets right, two-sided p = {result['mcnemar_p']:.4g}.",
-              f"- {reading(result)}"]
+              f"- {reading(result)}",
+              "- McNemar's test asks whether these two trained networks differ, not whether the code that "
+              "trained them does: two runs of one framework that differ only in seed usually differ by it "
+              "too. Read it beside such a same-framework pair."]
     lines += stored_confusion_notes(result)
     for side in ("a", "b"):
         lines += ["", f"## Most confused pairs, {side.upper()}", ""] + pairs_lines(result[f"confused_pairs_{side}"])

@@ -92,16 +92,20 @@ def test_port_lands_in_the_keras_band_after_two_epochs(tmp_path):
 
 
 @pytest.mark.full_budget
-def test_recorded_full_budget_port_runs_lie_in_the_keras_band():
+def test_recorded_full_budget_port_mean_lies_in_the_keras_band():
+    """The mean of the port's recorded 31-epoch runs lies in the Keras band (>= 3 seeds), per metric.
+
+    The mean, not each run: a run of an exact port still falls outside a 2-std band now and then
+    (5% of runs with a known std; 22% with a std from 3 runs, a t with 2 degrees of freedom), and
+    every run is checked on two metrics. Each run's own value is in reports/bands.json and the README.
+    """
     groups = bands.load()
-    ports = [g for g in groups if (g["framework"], g["variant"], g["epochs"]) == ("lightning", "dropout", FULL_EPOCHS)]
-    if not ports:
-        pytest.fail(f"no {FULL_EPOCHS}-epoch port run in reports/bands.json (make report)", pytrace=False)
-    (port,) = ports
     for metric in bands.METRICS:
-        band = bands.band(groups, "keras", "dropout", FULL_EPOCHS, metric)
-        for value in port[metric]["values"]:
-            assert band.contains(value), f"port {metric} {value:.4f} outside Keras {band.describe()}"
+        keras = bands.band(groups, "keras", "dropout", FULL_EPOCHS, metric)
+        port = bands.band(groups, "lightning", "dropout", FULL_EPOCHS, metric)
+        assert keras.n >= 3, f"the Keras {FULL_EPOCHS}-epoch {metric} band needs at least 3 seeds, has {keras.n}"
+        assert keras.contains(port.mean), (f"port mean {metric} {port.mean:.4f} (n={port.n}) outside "
+                                           f"Keras {keras.describe()}")
 
 
 @pytest.mark.full_budget
