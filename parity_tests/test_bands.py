@@ -67,7 +67,8 @@ def test_bands_file_groups_runs_and_merges(tmp_path):
     other = write_run(tmp_path / "l1", "lightning", seed=1, test_accuracy=0.43)
     assert bands.main([str(other), "--out", str(out)]) == 0
     assert [g["framework"] for g in bands.load(out)] == ["keras", "lightning"]
-    assert "| keras | dropout |" in out.with_suffix(".md").read_text()
+    table = out.with_suffix(".md").read_text()
+    assert "| keras | dropout |" in table and "| 0.4000, 0.4400, 0.4200 |" in table
 
 
 def port_run(tmp_path: Path, epochs: int, seed: int) -> dict:
