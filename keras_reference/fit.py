@@ -11,7 +11,7 @@ confusion matrix. Expect about 0.78 test accuracy for the dropout variant after 
 """
 from __future__ import annotations
 
-import platform
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +24,7 @@ from cifar_common import runs
 from cifar_common.cli import config_from_flags, fit_parser
 from cifar_common.config import RunConfig
 from cifar_common.data import Cifar10, load_cifar10, to_unit_float
+from cifar_common.metrics import build_metrics
 from cifar_common.errors import exits_cleanly_on_user_error
 from cifar_common.outputs import summary_line, write_results
 from keras_reference.model import build_model, compile_model
@@ -69,24 +70,15 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
     confusion = tf.math.confusion_matrix(data.y_test, probs.argmax(axis=1),
                                          num_classes=config.dataset.num_classes).numpy()
     n_train = int(len(x_train) * (1 - t.validation_split))
-    metrics = {
-        "framework": FRAMEWORK,
-        "variant": t.variant,
-        "seed": t.seed,
-        "epochs": t.epochs,
-        "parameter_count": int(model.count_params()),
-        "train_images": n_train,
-        "test_images": int(len(x_test)),
-        "test_loss": float(test_loss),
-        "test_accuracy": float(test_accuracy),
-        "final_val_accuracy": history.rows[-1]["val_accuracy"],
-        "fit_seconds": fit_seconds,
-        # Validation passes are inside fit_seconds on both sides, so the figures compare.
-        "train_images_per_second": n_train * t.epochs / fit_seconds,
-        "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "tensorflow": tf.__version__, "keras": keras.__version__},
-        "command": " ".join(["python -m keras_reference.fit", *sys.argv[1:]]),
-    }
+    # TensorFlow's 0 threads means "as many as the machine has cores".
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    metrics = build_metrics(
+        FRAMEWORK, config, parameter_count=model.count_params(), train_images=n_train,
+        test_images=len(x_test), test_loss=test_loss, test_accuracy=test_accuracy, history_rows=history.rows,
+        fit_seconds=fit_seconds, epochs_fitted=t.epochs, threads=threads,
+        versions={"numpy": np.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+        command=" ".join(["python -m keras_reference.fit", *sys.argv[1:]]),
+    )
     write_results(run_dir, history.rows, metrics, data.x_test, data.y_test, probs, confusion)
     return metrics
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import signal
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from cifar_common import runs
 from cifar_common.cli import config_from_flags, fit_parser, positive_int
 from cifar_common.config import RunConfig, load_config
+from cifar_common.metrics import build_metrics
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
 from cifar_common.outputs import summary_line, write_results
 from lightning_impl.callbacks import HistoryWriter, RandomState, ResumeHint, StopOnNonFiniteLoss
@@ -144,26 +144,18 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
     confusion = reloaded.test_confusion.compute().cpu().numpy()
     n_train = len(datamodule.train_labels)
     epochs_here = len(history.rows) - history.resumed_after
-    metrics = {
-        "framework": FRAMEWORK,
-        "variant": t.variant,
-        "seed": t.seed,
-        "epochs": t.epochs,
-        "parameter_count": sum(p.numel() for p in module.network.parameters() if p.requires_grad),
-        "train_images": n_train,
-        "test_images": len(datamodule.test_labels),
-        "test_loss": float(results["test_loss"]),
-        "test_accuracy": float(results["test_accuracy"]),
-        "final_val_accuracy": history.rows[-1]["val_accuracy"],
-        "fit_seconds": fit_seconds,
-        # Validation passes are inside fit_seconds on both sides, so the figures compare.
-        "train_images_per_second": n_train * epochs_here / fit_seconds,
-        "resumed_after_epoch": history.resumed_after,  # fit_seconds counts the epochs after it
+    metrics = build_metrics(
+        FRAMEWORK, config,
+        parameter_count=sum(p.numel() for p in module.network.parameters() if p.requires_grad),
+        train_images=n_train, test_images=len(datamodule.test_labels),
+        test_loss=results["test_loss"], test_accuracy=results["test_accuracy"], history_rows=history.rows,
+        fit_seconds=fit_seconds, epochs_fitted=epochs_here, threads=torch.get_num_threads(),
+        versions={"numpy": np.__version__, "torch": torch.__version__, "lightning": L.__version__,
+                  "torchmetrics": torchmetrics.__version__},
+        command=" ".join(["python -m lightning_impl.fit", *sys.argv[1:]]),
+        resumed_after_epoch=history.resumed_after,  # fit_seconds counts the epochs after it
         **asdict(flags),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-                     "lightning": L.__version__, "torchmetrics": torchmetrics.__version__},
-        "command": " ".join(["python -m lightning_impl.fit", *sys.argv[1:]]),
-    }
+    )
     write_results(run_dir, history.rows, metrics, datamodule.data.x_test, datamodule.data.y_test,
                   probs, confusion)
     return metrics
