@@ -40,8 +40,8 @@ test-reverse: $(STAMP)
 report: $(STAMP)
 	$(BIN)/python -m cifar_common.bands $(BAND_RUNS) --out reports/bands.json
 	rm -rf reports/comparison-$(notdir $(RUNS)) reports/comparison-keras-seeds
-	$(BIN)/python -m lightning_impl.compare $(KERAS_RUN) $(LIGHTNING_RUN) --out reports/comparison-$(notdir $(RUNS))
-	$(if $(word 2,$(KERAS_PAIR)),$(BIN)/python -m lightning_impl.compare $(KERAS_PAIR) --out reports/comparison-keras-seeds)
+	$(BIN)/python -m cifar_common.compare $(KERAS_RUN) $(LIGHTNING_RUN) --out reports/comparison-$(notdir $(RUNS))
+	$(if $(word 2,$(KERAS_PAIR)),$(BIN)/python -m cifar_common.compare $(KERAS_PAIR) --out reports/comparison-keras-seeds)
 	for run in $(BAND_RUNS); do \
 	  mkdir -p reports/runs/$$(basename $$run) && cp $$run/*.csv $$run/*.json $$run/config.yaml reports/runs/$$(basename $$run)/; done
 

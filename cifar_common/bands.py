@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cifar_common import markdown
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
 from cifar_common.runs import Run, read_run, write_text
 
@@ -99,14 +100,13 @@ def markdown_table(groups: Sequence[dict]) -> str:
         std = "n/a" if stats["std"] is None else f"{stats['std']:.4f}"
         return f"{stats['mean']:.4f} ± {std}"
 
-    lines = ["| framework | variant | epochs | n | test accuracy (mean ± std) | final val_accuracy "
-             "(mean ± std) | fit wall time (mean) | seeds | test accuracy of each run |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for g in groups:
-        each = ", ".join(f"{value:.4f}" for value in g["test_accuracy"]["values"])
-        lines.append(f"| {g['framework']} | {g['variant']} | {g['epochs']} | {g['n']} | {cell(g['test_accuracy'])} "
-                     f"| {cell(g['final_val_accuracy'])} | {g['fit_seconds']['mean'] / 60:.1f} min "
-                     f"| {', '.join(map(str, g['seeds']))} | {each} |")
+    header = ["framework", "variant", "epochs", "n", "test accuracy (mean ± std)",
+              "final val_accuracy (mean ± std)", "fit wall time (mean)", "seeds", "test accuracy of each run"]
+    rows = [[g["framework"], g["variant"], str(g["epochs"]), str(g["n"]), cell(g["test_accuracy"]),
+             cell(g["final_val_accuracy"]), f"{g['fit_seconds']['mean'] / 60:.1f} min",
+             ", ".join(map(str, g["seeds"])), ", ".join(f"{v:.4f}" for v in g["test_accuracy"]["values"])]
+            for g in groups]
+    lines = markdown.table(header, rows)
     return "\n".join(lines) + "\n"
 
 

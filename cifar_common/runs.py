@@ -29,20 +29,26 @@ PLOT_FILES = ("loss.png", "accuracy.png", "predictions.png", "confusion.png")
 DEFAULT_OUT = Path("runs")
 
 
-def new_run_dir(out: str | Path | None, framework: str, variant: str) -> Path:
-    """Create `OUT/<framework>-<variant>-<time>` (a suffix is added rather than reuse a folder)."""
-    parent = Path(out) if out is not None else DEFAULT_OUT
+def new_folder(parent: str | Path, name: str) -> Path:
+    """Create `parent/name`, or `name-1`, `name-2`, ... : the first that does not exist (never reuse one)."""
+    parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
-    stem = f"{framework}-{variant}-{time.strftime('%Y%m%d-%H%M%S')}"
     for attempt in range(1000):
-        candidate = parent / (stem if attempt == 0 else f"{stem}-{attempt}")
+        candidate = parent / (name if attempt == 0 else f"{name}-{attempt}")
         try:
             candidate.mkdir()
         except FileExistsError:
             continue
-        (candidate / "plots").mkdir()
         return candidate
-    raise UserError(f"could not create a new run folder under {parent}")
+    raise UserError(f"could not create a new folder named {name} under {parent}")
+
+
+def new_run_dir(out: str | Path | None, framework: str, variant: str) -> Path:
+    """Create `OUT/<framework>-<variant>-<time>` with its plots/ folder."""
+    run_dir = new_folder(out if out is not None else DEFAULT_OUT,
+                         f"{framework}-{variant}-{time.strftime('%Y%m%d-%H%M%S')}")
+    (run_dir / "plots").mkdir()
+    return run_dir
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:

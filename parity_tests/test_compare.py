@@ -20,7 +20,7 @@ from cifar_common import runs
 from cifar_common.compare_stats import (accuracy_interval, agreement, compare_runs, mcnemar_exact,
                                         most_confused_pairs, per_class_recall)
 from cifar_common.errors import UserError
-from lightning_impl.compare import main
+from cifar_common.compare import main
 
 N_IMAGES = 300
 NUM_CLASSES = 10
@@ -240,7 +240,7 @@ def test_cli_mismatched_test_sets_exit_2_with_message(tmp_path: Path, capsys: py
 
 def test_compare_cli_imports_neither_torch_nor_tensorflow() -> None:
     """The comparison CLI loads without torch or TensorFlow (checked in a fresh interpreter)."""
-    code = ("import sys, lightning_impl.compare; "
+    code = ("import sys, cifar_common.compare; "
             "bad = [m for m in ('torch', 'tensorflow', 'lightning') if m in sys.modules]; "
             "sys.exit(', '.join(bad) or None)")
     finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
