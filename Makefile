@@ -21,7 +21,7 @@ fit: $(STAMP)
 	$(BIN)/python -m lightning_impl.fit --dropout $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest parity_tests $(ARGS)
+	$(BIN)/python -m pytest parity_tests --durations=15 $(ARGS)
 
 # The same suite with its files in reverse order: proves no test depends on import order.
 test-reverse: $(STAMP)
