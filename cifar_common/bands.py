@@ -55,8 +55,9 @@ class Band:
 
 
 def summary(values: Sequence[float]) -> dict[str, Any]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
-            "values": list(values)}
+    """Mean, std (n - 1; None for one value) and the values; the mean is None when there are none."""
+    return {"mean": statistics.fmean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else None, "values": list(values)}
 
 
 def architecture_name(metrics: dict[str, Any]) -> str:
@@ -81,6 +82,10 @@ def finished_on(run: RecordedRun) -> str:
     return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} (started)"
 
 
+def resumed_after(run: RecordedRun) -> int:
+    return int(run.metrics.get("resumed_after_epoch") or 0)
+
+
 def run_entry(run: RecordedRun, predictions_kept: bool) -> dict[str, Any]:
     provenance = run.metrics.get("provenance") or {}
     return {
@@ -88,6 +93,7 @@ def run_entry(run: RecordedRun, predictions_kept: bool) -> dict[str, Any]:
         **{metric: float(run.metrics[metric]) for metric in METRICS},
         "late_val_accuracy": late_val_accuracy(run),
         "fit_minutes": float(run.metrics["fit_seconds"]) / 60,
+        "resumed_after_epoch": resumed_after(run),  # fit_minutes counts only the epochs after it
         "date": finished_on(run),
         "machine": (f"{provenance['cpu']}, {provenance['cpu_count']} cores, {provenance['threads']} threads"
                     if provenance else "not recorded"),
@@ -105,7 +111,8 @@ def measure(recorded: Sequence[tuple[RecordedRun, bool]]) -> list[dict[str, Any]
         "n": len(members),
         **{metric: summary([float(run.metrics[metric]) for run, _ in members]) for metric in METRICS},
         "late_val_accuracy": summary([late_val_accuracy(run) for run, _ in members]),
-        "fit_seconds": summary([float(run.metrics["fit_seconds"]) for run, _ in members]),
+        # Wall time of whole fits only: a resumed run's fit_seconds counts only its last epochs.
+        "fit_seconds": summary([float(run.metrics["fit_seconds"]) for run, _ in members if not resumed_after(run)]),
         "seeds": [run.metrics["seed"] for run, _ in members],
         "train_images": members[0][0].metrics["train_images"],
         "runs": [run_entry(run, kept) for run, kept in members],
@@ -187,11 +194,15 @@ def fmt_std(stats_: dict) -> str:
     return f"{stats_['mean']:.4f} ± {'n/a' if stats_['std'] is None else format(stats_['std'], '.4f')}"
 
 
+def fmt_minutes(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds / 60:.1f} min"
+
+
 def markdown_table(groups: Sequence[dict]) -> list[str]:
     header = ["framework", "architecture", "variant", "epochs", "n", "test accuracy (mean ± std)",
               "final val_accuracy (mean ± std)", "fit wall time (mean)", "seeds", "test accuracy of each run"]
     rows = [[g["framework"], g.get("architecture", TUTORIAL), g["variant"], str(g["epochs"]), str(g["n"]),
-             fmt_std(g["test_accuracy"]), fmt_std(g["final_val_accuracy"]), f"{g['fit_seconds']['mean'] / 60:.1f} min",
+             fmt_std(g["test_accuracy"]), fmt_std(g["final_val_accuracy"]), fmt_minutes(g["fit_seconds"]["mean"]),
              ", ".join(str(r["seed"]) for r in g["runs"]), ", ".join(f"{r['test_accuracy']:.4f}" for r in g["runs"])]
             for g in groups]
     return markdown.table(header, rows)

@@ -180,7 +180,8 @@ def comparison_rows(comparisons: dict[str, dict[str, Any]]) -> list[list[str]]:
 def runs_table(groups: Sequence[dict]) -> list[str]:
     rows = [[f"[{r['run']}](runs/{r['run']})" + ("" if r["predictions_kept"] else " †"), g["framework"], g["variant"],
              str(g["epochs"]), str(r["seed"]), f"{r['test_accuracy']:.4f}", f"{r['final_val_accuracy']:.4f}",
-             f"{r['fit_minutes']:.1f} min", r["date"], r["machine"]]
+             f"{r['fit_minutes']:.1f} min" + (f" (epochs {r['resumed_after_epoch'] + 1}–{g['epochs']}, resumed)"
+                                              if r["resumed_after_epoch"] else ""), r["date"], r["machine"]]
             for g in groups for r in g["runs"]]
     return markdown.table(["run", "framework", "variant", "epochs", "seed", "test accuracy", "final val_accuracy",
                            "fit wall time", "date", "machine"], rows)
