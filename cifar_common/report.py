@@ -108,7 +108,8 @@ def build(reports_dir: Path = REPORTS_DIR, out: Path | None = None, figures: boo
     groups = bands.measure([(run, run.has_predictions) for run in recorded])
     verdicts = {"dropout": bands.band_verdicts(groups, "dropout"), "overfitting": overfitting_verdicts(recorded)}
     out.mkdir(parents=True, exist_ok=True)
-    runs.write_text(out / "bands.json", json.dumps({"rule": bands.BAND_RULE, "groups": groups,
+    first_epoch = bands.first_epoch_groups(recorded)
+    runs.write_text(out / "bands.json", json.dumps({"rule": bands.BAND_RULE, "groups": groups, "first_epoch": first_epoch,
                                                    "verdicts": verdicts}, indent=2, allow_nan=False) + "\n")
     runs.write_text(out / "bands.md", "\n".join(bands.markdown_table(groups)) + "\n")
     for old in out.glob("comparison-*"):
