@@ -13,6 +13,10 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from cifar_common.tensorboard_logs import LOG_DIR, TAGS, hyperparameters
 
+# tensorboardX's flush() writes out only what its writer thread has taken from the queue; the thread itself
+# flushes this often (default 120 s), so a process killed outright loses at most this much of its logs.
+FLUSH_SECONDS = 1
+
 
 class EpochTensorBoardLogger(TensorBoardLogger):
     """Lightning's TensorBoardLogger (hparams.yaml included) with three changes, so that a port run overlays
@@ -25,7 +29,9 @@ class EpochTensorBoardLogger(TensorBoardLogger):
     """
 
     def __init__(self, run_dir: str | Path, settings: dict[str, Any], framework: str):
-        super().__init__(save_dir=run_dir, name="", version=LOG_DIR, default_hp_metric=False)
+        # RUN_DIR/tensorboard/; no version folder, and so no version number in the progress bar either.
+        super().__init__(save_dir=run_dir, name=LOG_DIR, version="", default_hp_metric=False,
+                         flush_secs=FLUSH_SECONDS)
         self.settings = settings  # nested as in config.yaml, for hparams.yaml
         self.framework = framework
 
@@ -33,7 +39,7 @@ class EpochTensorBoardLogger(TensorBoardLogger):
     @rank_zero_experiment
     def experiment(self) -> tensorboardX.SummaryWriter:
         if self._experiment is None:
-            self._experiment = tensorboardX.SummaryWriter(logdir=self.log_dir)
+            self._experiment = tensorboardX.SummaryWriter(logdir=self.log_dir, **self._kwargs)
         return self._experiment
 
     @rank_zero_only
