@@ -30,10 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TAGS = {"loss", "accuracy", "val_loss", "val_accuracy"}  # history.csv's columns, on both sides
 EPOCHS = [1, 2]
 # A port fit that prints which of these modules its process loaded (TensorFlow must not be among them),
-# and with --kill-at-second-epoch prints them and kills itself as kill -9 would, once epoch 1 is saved and
-# its logs flushed.
-PORT_FIT = r"""import json, os, signal, sys, time
-from lightning_impl.tensorboard_logger import FLUSH_SECONDS
+# and with --kill-at-second-epoch prints them and kills itself as kill -9 would, as soon as epoch 2 starts.
+PORT_FIT = r"""import json, os, signal, sys
 from lightning.pytorch.callbacks import Callback
 import lightning_impl.fit as fit
 
@@ -44,7 +42,6 @@ def loaded():
 class KillAtSecondEpoch(Callback):
     def on_train_epoch_start(self, trainer, module):
         if trainer.current_epoch == 1:
-            time.sleep(FLUSH_SECONDS + 1)  # what was logged is on disk by then
             print("\n" + loaded(), flush=True)  # after the progress bar's line
             os.kill(os.getpid(), signal.SIGKILL)
 
