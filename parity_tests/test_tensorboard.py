@@ -1,9 +1,9 @@
 """TensorBoard logs: a Keras run and a port run overlay (same tags, epoch steps and hyperparameters), the
 port never loads TensorFlow, and a resumed port run carries on in the same logs.
 
-A Keras run and a port run (killed once its first epoch is saved, then resumed), 2 epochs on 128 real images, in
-subprocesses started from an empty folder; the tests read the event files with TensorBoard's own reader,
-the one `tensorboard --logdir` serves.
+A Keras run and a port run (killed once its first epoch is saved, then resumed), 2 epochs on 128 real
+images, in subprocesses started from an empty folder; the tests read the event files as
+`tensorboard --logdir` over the folder holding both runs does, with TensorBoard's own reader.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import yaml
 from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
@@ -68,9 +69,7 @@ class Logs:
     event_files: int
 
 
-def read_logs(folder: Path) -> Logs:
-    events = EventAccumulator(str(folder))
-    events.Reload()
+def read_logs(events: EventAccumulator, folder: Path) -> Logs:
     scalars = {tag: sorted((event.step, float(tensor_util.make_ndarray(event.tensor_proto)))
                            for event in events.Tensors(tag))
                for tag in events.PluginTagToContent("scalars")}
@@ -128,7 +127,13 @@ def runs(tmp_path_factory) -> Runs:
 
 @pytest.fixture(scope="module")
 def logs(runs) -> dict[str, Logs]:
-    return {"keras": read_logs(runs.keras / "tensorboard"), "port": read_logs(runs.port / "tensorboard")}
+    """As `tensorboard --logdir` over the folder holding both runs reads them: one TensorBoard run each."""
+    multiplexer = EventMultiplexer().AddRunsFromDirectory(str(runs.cwd.parent))
+    multiplexer.Reload()
+    folders = {"keras": runs.keras / "tensorboard", "port": runs.port / "tensorboard"}
+    names = {side: folder.relative_to(runs.cwd.parent).as_posix() for side, folder in folders.items()}
+    assert sorted(multiplexer.Runs()) == sorted(names.values())
+    return {side: read_logs(multiplexer.GetAccumulator(names[side]), folders[side]) for side in folders}
 
 
 def test_both_sides_log_the_history_tags_at_epochs_1_to_n(logs):
