@@ -10,8 +10,11 @@ from typing import Any
 import yaml
 
 from cifar_common.errors import UserError
+from cifar_common.paths import REPO_ROOT
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# An installed package ships configs/ as cifar_common/configs (pyproject.toml); a clone has it at the top.
+_SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = _SHIPPED_CONFIGS if _SHIPPED_CONFIGS.is_dir() else REPO_ROOT / "configs"
 
 
 @dataclass(frozen=True)

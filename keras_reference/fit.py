@@ -28,6 +28,7 @@ from cifar_common.metrics import build_metrics
 from cifar_common.errors import exits_cleanly_on_user_error
 from cifar_common.outputs import summary_line, write_results
 from keras_reference.model import build_model, compile_model
+from keras_reference.tensorboard_callback import EpochTensorBoard
 
 FRAMEWORK = "keras"
 
@@ -59,7 +60,8 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
     started = time.perf_counter()
     model.fit(x_train, y_train, batch_size=t.batch_size, epochs=t.epochs, validation_split=t.validation_split,
               shuffle=True, verbose=verbose,
-              callbacks=[history, keras.callbacks.ModelCheckpoint(run_dir / "checkpoints" / "last.keras")])
+              callbacks=[history, EpochTensorBoard(run_dir, config.to_dict(), FRAMEWORK),
+                         keras.callbacks.ModelCheckpoint(run_dir / "checkpoints" / "last.keras")])
     fit_seconds = time.perf_counter() - started
 
     model_path = run_dir / "model.keras"

@@ -27,6 +27,7 @@ import torchmetrics
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -39,6 +40,7 @@ from cifar_common.outputs import summary_line, write_results
 from lightning_impl.callbacks import HistoryWriter, RandomState, ResumeHint, StopOnNonFiniteLoss
 from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.module import CifarClassifier
+from lightning_impl.tensorboard_logger import EpochTensorBoardLogger
 
 FRAMEWORK = "lightning"
 RUN_DIR_ENV = "LIGHTNING_IMPL_RUN_DIR"  # rank 0's run folder, for the other DDP processes
@@ -96,14 +98,14 @@ def check_trainer_flags(flags: TrainerFlags) -> None:
 
 
 def build_trainer(run_dir: Path, epochs: int, flags: TrainerFlags,
-                  callbacks: list[Callback] | None = None) -> L.Trainer:
+                  callbacks: list[Callback] | None = None, logger: Logger | bool = False) -> L.Trainer:
     # checkpoints/last.ckpt after every epoch (replaced, written atomically by Lightning), as the Keras
     # side keeps checkpoints/last.keras. Taken at the very end of the epoch, after the other callbacks
     # have checked and recorded it. (save_last=True with save_top_k=0 would save only when fit ends.)
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
                                   enable_version_counter=False, save_on_train_epoch_end=True)
     return L.Trainer(
-        **asdict(flags), max_epochs=epochs, default_root_dir=run_dir, logger=False,
+        **asdict(flags), max_epochs=epochs, default_root_dir=run_dir, logger=logger,
         callbacks=[checkpoints, TQDMProgressBar(), *(callbacks or [])],
         num_sanity_val_steps=0,  # Keras validates only after each epoch
         use_distributed_sampler=False,  # TensorBatches shards the batches itself
@@ -120,7 +122,8 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
     history = HistoryWriter(run_dir)
     # StopOnNonFiniteLoss first: a bad epoch stops before it is recorded.
     callbacks = [StopOnNonFiniteLoss(), history, RandomState(), ResumeHint(run_dir)]
-    trainer = build_trainer(run_dir, t.epochs, flags, callbacks)
+    trainer = build_trainer(run_dir, t.epochs, flags, callbacks,
+                            logger=EpochTensorBoardLogger(run_dir, config.to_dict(), FRAMEWORK))
     checkpoint = run_dir / "checkpoints" / "last.ckpt" if resume else None
     started = time.perf_counter()
     try:

@@ -112,13 +112,16 @@ def real_test_labels() -> np.ndarray:
 
 
 def files_under(folder: Path) -> set[str]:
-    return {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+    """Relative paths, TensorBoard's event files (named after time, host and process) as EVENTS."""
+    return {re.sub(r"events\.out\.tfevents\..+$", "EVENTS", path.relative_to(folder).as_posix())
+            for path in folder.rglob("*") if path.is_file()}
 
 
 def expected_files(framework: str) -> set[str]:
     suffix = MODEL_SUFFIX[framework]
+    lightning_only = {"tensorboard/hparams.yaml"} if framework == "lightning" else set()
     return {*RUN_FILES, LAUNCH_FILE, *(f"plots/{name}" for name in PLOT_FILES), f"model{suffix}",
-            f"checkpoints/last{suffix}"}
+            f"checkpoints/last{suffix}", "tensorboard/EVENTS", *lightning_only}
 
 
 def test_fit_exits_0_and_prints_accuracy_and_run_folder_last(finished):
@@ -131,9 +134,10 @@ def test_fit_exits_0_and_prints_accuracy_and_run_folder_last(finished):
 
 
 def test_run_folder_holds_exactly_the_run_files(finished):
-    """RUN_FILES, launch.json, plots/PLOT_FILES, the model and checkpoints/last, none empty, nothing else."""
+    """RUN_FILES, launch.json, plots/PLOT_FILES, the model, checkpoints/last and tensorboard/, none empty,
+    nothing else."""
     assert files_under(finished.run_dir) == expected_files(finished.framework)
-    assert all((finished.run_dir / name).stat().st_size > 0 for name in expected_files(finished.framework))
+    assert all(path.stat().st_size > 0 for path in finished.run_dir.rglob("*") if path.is_file())
 
 
 def test_history_has_one_row_with_the_keras_columns(finished):
@@ -210,7 +214,7 @@ def test_read_run_reads_the_run_folder(finished):
 def test_both_frameworks_write_the_same_file_names(fit_runs):
     """Keras and Lightning run folders hold the same file names (.keras and .ckpt counted as one)."""
     def normalised(framework: str) -> set[str]:
-        names = files_under(fit_runs.get(framework).run_dir)
+        names = files_under(fit_runs.get(framework).run_dir) - {"tensorboard/hparams.yaml"}  # Lightning's own
         return {re.sub(re.escape(MODEL_SUFFIX[framework]) + "$", ".MODEL", name) for name in names}
 
     assert normalised("keras") == normalised("lightning")
