@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TORCH = {"torch", "torchvision", "torchmetrics", "lightning", "pytorch_lightning"}
+TORCH = {"torch", "torchvision", "torchmetrics", "lightning", "pytorch_lightning", "tensorboardX"}  # tensorboardX loads torch
 TENSORFLOW = {"tensorflow", "keras", "tf_keras"}
 FORBIDDEN = {"cifar_common": TORCH | TENSORFLOW, "keras_reference": TORCH, "lightning_impl": TENSORFLOW}
 
