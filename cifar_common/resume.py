@@ -6,12 +6,17 @@ resume takes the newest of the two that loads; the framework supplies the loader
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
+from cifar_common import runs
 from cifar_common.errors import UserError, WriteFailed
+
+# The flags that set what a run is; a resumed run takes them all from its folder.
+SETTING_FLAGS = ("dropout", "config", "epochs", "batch_size", "learning_rate", "seed", "subset", "out")
 
 # Loads a checkpoint file: (epochs it has finished, whatever the framework needs from it). Raises
 # UserError when the file loads but cannot serve this run (another network); anything else means damaged.
@@ -23,6 +28,25 @@ class Checkpoint:
     path: Path
     epochs_done: int
     content: Any
+
+
+def refuse_setting_flags(args: argparse.Namespace, more: Iterable[str] = ()) -> None:
+    given = [name for name in (*SETTING_FLAGS, *more) if getattr(args, name) not in (None, False)]
+    if given:
+        raise UserError(f"--resume takes every setting from the run folder; drop --{given[0].replace('_', '-')}")
+
+
+def open_unfinished_run(run_dir: Path, command: str) -> dict[str, Any]:
+    """launch.json of a run folder `command` started and that has not finished; UserError otherwise."""
+    if not run_dir.is_dir():
+        raise UserError(f"--resume {run_dir}: no such run folder")
+    if (run_dir / "metrics.json").is_file():
+        raise UserError(f"--resume {run_dir}: this run finished already (metrics.json exists)")
+    launch_file = run_dir / runs.LAUNCH_FILE
+    if not launch_file.is_file() or not (run_dir / "config.yaml").is_file():
+        raise UserError(f"--resume {run_dir}: not a run folder of {command} (config.yaml or {launch_file.name} "
+                        f"missing)")
+    return runs.read_launch(run_dir)
 
 
 def previous_version(path: Path) -> Path:

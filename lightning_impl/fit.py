@@ -36,7 +36,7 @@ from cifar_common.config import RunConfig, load_config
 from cifar_common.metrics import build_metrics
 from cifar_common.errors import UserError, WriteFailed, exits_cleanly_on_user_error
 from cifar_common.outputs import summary_line, write_results
-from cifar_common.resume import Checkpoint, with_carry_on_hint
+from cifar_common.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
 from lightning_impl.callbacks import HistoryWriter, RandomState, ResumeHint, StopOnNonFiniteLoss
 from lightning_impl.checkpoint_io import LAST, AtomicCheckpointIO, epochs_done, resume_checkpoint
 from lightning_impl.datamodule import Cifar10DataModule
@@ -173,15 +173,7 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
 
 def open_for_resume(run_dir: Path) -> tuple[RunConfig, int | None, TrainerFlags, Checkpoint]:
     """The config, subset and Trainer flags an unfinished run folder was started with, and its checkpoint."""
-    if not run_dir.is_dir():
-        raise UserError(f"--resume {run_dir}: no such run folder")
-    if (run_dir / "metrics.json").is_file():
-        raise UserError(f"--resume {run_dir}: this run finished already (metrics.json exists)")
-    launch_file = run_dir / runs.LAUNCH_FILE
-    if not launch_file.is_file() or not (run_dir / "config.yaml").is_file():
-        raise UserError(f"--resume {run_dir}: not a run folder of python -m lightning_impl.fit "
-                        f"(config.yaml or {launch_file.name} missing)")
-    launch = runs.read_launch(run_dir)
+    launch = open_unfinished_run(run_dir, COMMAND)
     if not launch.get("trainer"):
         raise UserError(f"--resume {run_dir}: a Keras run folder; resume it with python -m keras_reference.fit")
     config = load_config(run_dir / "config.yaml")
@@ -194,18 +186,11 @@ def started_by_launcher() -> bool:
     return rank_zero_only.rank != 0 or int(os.environ.get("NODE_RANK", 0)) != 0
 
 
-SETTING_FLAGS = ("dropout", "config", "epochs", "batch_size", "learning_rate", "seed", "subset", "out",
-                 *(field.name for field in fields(TrainerFlags)))
-
-
 @exits_cleanly_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = lightning_parser().parse_args(argv)
     if args.resume is not None:
-        given = [name for name in SETTING_FLAGS if getattr(args, name) not in (None, False)]
-        if given:
-            raise UserError(f"--resume takes every setting from the run folder; drop "
-                            f"--{given[0].replace('_', '-')}")
+        refuse_setting_flags(args, (field.name for field in fields(TrainerFlags)))
         run_dir = args.resume
         config, subset, flags, checkpoint = open_for_resume(run_dir)
     else:
