@@ -98,8 +98,10 @@ def checkpoint_to_resume(run_dir: Path, last: Path, load: Loader) -> Checkpoint:
         if isinstance(found, Checkpoint):
             if problems:
                 moved = damaged_name(last)
-                if last.is_file():
+                try:
                     last.replace(moved)
+                except FileNotFoundError:
+                    pass  # another process of the same run (DDP) moved it first
                 print(f"warning: {problems[0]}; carrying on from {candidate.name} (epoch {found.epochs_done}) "
                       f"instead, the damaged file is kept as {moved.name}", file=sys.stderr)
             return found
