@@ -128,10 +128,13 @@ def terminal_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_comparison(result: dict[str, Any], run_a: runs.Run, run_b: runs.Run, out: Path) -> None:
+def write_comparison(result: dict[str, Any], run_a: runs.Run, run_b: runs.Run, out: Path,
+                     figures: bool = True) -> None:
     names = result["class_names"]
     runs.write_text(out / "comparison.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     runs.write_text(out / "comparison.md", markdown_report(result))
+    if not figures:
+        return
     comparison_plots.plot_confusions(result["confusion_a"], result["confusion_b"], result["label_a"],
                                      result["label_b"], out / "confusion.png", names)
     comparison_plots.plot_curves(run_a.history, run_b.history, result["label_a"], result["label_b"],

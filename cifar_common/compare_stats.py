@@ -10,7 +10,7 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.stats import binom, norm
+from scipy.stats import binomtest
 
 from cifar_common.data import CLASS_NAMES
 from cifar_common.errors import UserError
@@ -25,12 +25,8 @@ def accuracy_interval(correct: int, n: int, level: float = 0.95) -> tuple[float,
         raise ValueError(f"need 0 <= correct <= n and n > 0, got correct={correct}, n={n}")
     if not 0 < level < 1:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
-    z = float(norm.ppf(0.5 + level / 2))
-    share = correct / n
-    denominator = 1 + z * z / n
-    centre = (share + z * z / (2 * n)) / denominator
-    half_width = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+    interval = binomtest(correct, n).proportion_ci(confidence_level=level, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def agreement(pred_a: np.ndarray, pred_b: np.ndarray) -> float:
@@ -50,7 +46,7 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any
     check_same_length(correct_a, correct_b)
     b = int(np.sum(correct_a & ~correct_b))
     c = int(np.sum(~correct_a & correct_b))
-    p = 1.0 if b + c == 0 else min(1.0, 2 * float(binom.cdf(min(b, c), b + c, 0.5)))
+    p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
     return {"b": b, "c": c, "p": p}
 
 

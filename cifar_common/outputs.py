@@ -23,6 +23,7 @@ def write_results(run_dir: Path, history_rows: Sequence[dict[str, float]], metri
     runs.write_confusion(run_dir, confusion)
     runs.write_metrics(run_dir, metrics)
     title = f"{metrics['framework']} {metrics['variant']}"
+    (run_dir / "plots").mkdir(exist_ok=True)  # a run folder copied without its empty plots/ still resumes
     plots.plot_history(history_columns(history_rows), run_dir / "plots", title)
     plots.plot_predictions(test_images[:18], y_true[:18], y_pred[:18], CLASS_NAMES,
                            run_dir / "plots" / "predictions.png")

@@ -28,7 +28,8 @@ def style_epoch_axis(ax: plt.Axes, ylabel: str, ylim: tuple[float, float] | None
     ax.xaxis.set_major_locator(MultipleLocator(5))
     ax.xaxis.set_minor_locator(MultipleLocator(1))
     ax.grid(True)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
 
 
 def plot_metric(history: dict[str, Sequence[float]], metric: str, ylim: tuple[float, float], path: Path,

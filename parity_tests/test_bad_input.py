@@ -58,44 +58,39 @@ def write_config(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", [
-    "subset-larger-than-test-set", "missing-data-dir", "unknown-key", "wrong-type", "missing-config",
-    "split-out-of-range", "nan-learning-rate", "not-a-mapping", "more-devices-than-cores",
-    "no-such-accelerator-devices", "bad-precision", "bad-strategy",
-])
+def config_case(text: str, *expected: str):
+    """A case given as a config file's text: the file's path and `expected` must be in the message."""
+    def make(tmp_path: Path) -> tuple[list[str], list[str]]:
+        path = write_config(tmp_path, text)
+        return ["--config", str(path)], [str(path), *expected]
+    return make
+
+
+# case -> (tmp_path -> (argv, fragments the one error line must hold)); a misspelt case is a KeyError.
+BAD_INPUT = {
+    "subset-larger-than-test-set": lambda tmp: (["--subset", "20000"], ["--subset", "between 1 and 10000", "got 20000"]),
+    "missing-data-dir": lambda tmp: (["--data-dir", str(tmp / "no-cifar-here")],
+                                     [str(tmp / "no-cifar-here"), "--data-dir", ENV_VAR, "does not exist"]),
+    "unknown-key": config_case("training:\n  epoks: 3\n", "unknown setting 'training.epoks'", "epochs"),
+    "wrong-type": config_case('training:\n  batch_size: "big"\n', "'training.batch_size' must be int", "'big'"),
+    "missing-config": lambda tmp: (["--config", str(tmp / "absent.yaml")], [str(tmp / "absent.yaml"), "does not exist"]),
+    "split-out-of-range": config_case("training:\n  validation_split: 1.0\n",
+                                      "'training.validation_split' must be in (0, 1)"),
+    "nan-learning-rate": config_case("training:\n  learning_rate: .nan\n",
+                                     "'training.learning_rate' must be positive and finite"),
+    "not-a-mapping": config_case("- just\n- a list\n", "'dataset' and 'training'"),
+    "more-devices-than-cores": lambda tmp: (["--devices", "999"], ["--devices 999", "CPU cores"]),
+    "no-such-accelerator-devices": lambda tmp: (["--accelerator", "gpu", "--devices", "999"],
+                                                ["--accelerator gpu", "--devices 999"]),
+    "bad-precision": lambda tmp: (["--precision", "bf17"], ["--precision bf17", "invalid"]),
+    "bad-strategy": lambda tmp: (["--strategy", "dpp"], ["--strategy dpp", "invalid strategy"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_input_returns_2_with_one_line_naming_the_setting(no_training, tmp_path, capsys, case):
     """Bad data folder, subset or config: main returns 2 and prints one 'error:' line naming it, no run folder."""
-    if case == "subset-larger-than-test-set":
-        argv, expected = ["--subset", "20000"], ["--subset", "between 1 and 10000", "got 20000"]
-    elif case == "missing-data-dir":
-        missing = tmp_path / "no-cifar-here"
-        argv, expected = ["--data-dir", str(missing)], [str(missing), "--data-dir", ENV_VAR, "does not exist"]
-    elif case == "unknown-key":
-        path = write_config(tmp_path, "training:\n  epoks: 3\n")
-        argv, expected = ["--config", str(path)], [str(path), "unknown setting 'training.epoks'", "epochs"]
-    elif case == "wrong-type":
-        path = write_config(tmp_path, 'training:\n  batch_size: "big"\n')
-        argv, expected = ["--config", str(path)], [str(path), "'training.batch_size' must be int", "'big'"]
-    elif case == "missing-config":
-        path = tmp_path / "absent.yaml"
-        argv, expected = ["--config", str(path)], [str(path), "does not exist"]
-    elif case == "split-out-of-range":
-        path = write_config(tmp_path, "training:\n  validation_split: 1.0\n")
-        argv, expected = ["--config", str(path)], [str(path), "'training.validation_split' must be in (0, 1)"]
-    elif case == "nan-learning-rate":
-        path = write_config(tmp_path, "training:\n  learning_rate: .nan\n")
-        argv, expected = ["--config", str(path)], [str(path), "'training.learning_rate' must be positive and finite"]
-    elif case == "more-devices-than-cores":
-        argv, expected = ["--devices", "999"], ["--devices 999", "CPU cores"]
-    elif case == "no-such-accelerator-devices":
-        argv, expected = ["--accelerator", "gpu", "--devices", "999"], ["--accelerator gpu", "--devices 999"]
-    elif case == "bad-precision":
-        argv, expected = ["--precision", "bf17"], ["--precision bf17", "invalid"]
-    elif case == "bad-strategy":
-        argv, expected = ["--strategy", "dpp"], ["--strategy dpp", "invalid strategy"]
-    else:
-        path = write_config(tmp_path, "- just\n- a list\n")
-        argv, expected = ["--config", str(path)], [str(path), "'dataset' and 'training'"]
+    argv, expected = BAD_INPUT[case](tmp_path)
     status = lightning_fit.main([*argv, "--out", str(no_training)])
     captured = capsys.readouterr()
     assert status == 2

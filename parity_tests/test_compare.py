@@ -105,17 +105,12 @@ def test_mcnemar_matches_hand_computed_values() -> None:
     assert mcnemar_exact([True, False, True], [True, False, True]) == {"b": 0, "c": 0, "p": 1.0}
 
 
-def test_wilson_interval_matches_hand_computed_value() -> None:
-    """The Wilson interval for 80 of 100 equals the formula worked by hand and the published (0.7112, 0.8666)."""
-    z = 1.959963984540054  # the 97.5% normal quantile
-    n, share = 100, 0.8
-    centre = (share + z**2 / (2 * n)) / (1 + z**2 / n)
-    half_width = z * math.sqrt(share * (1 - share) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    low, high = accuracy_interval(80, 100)
-    assert (low, high) == pytest.approx((centre - half_width, centre + half_width), abs=1e-12)
-    assert (low, high) == pytest.approx((0.7112, 0.8666), abs=1e-4)
-    assert accuracy_interval(0, 10)[0] == 0.0
-    assert accuracy_interval(10, 10)[1] == pytest.approx(1.0)
+def test_wilson_interval_matches_published_values() -> None:
+    """Wilson 95% intervals: 80 of 100 is (0.7112, 0.8666); 0 of 10 is (0, 0.2775), whose upper end is
+    z² / (n + z²), and 10 of 10 its mirror image (Newcombe 1998's worked cases)."""
+    assert accuracy_interval(80, 100) == pytest.approx((0.7112, 0.8666), abs=1e-4)
+    assert accuracy_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert accuracy_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
 
 
 def test_agreement_is_share_of_identical_predictions() -> None:

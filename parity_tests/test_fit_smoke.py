@@ -6,6 +6,7 @@ tests then read what it wrote. Only the new-folder test runs Lightning a second 
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,8 @@ class Finished:
     out: Path
     result: subprocess.CompletedProcess
     entries_after_run: tuple[str, ...]  # what --out held right after the run
+    started: datetime.datetime  # around the whole process, as the test saw it
+    wall_seconds: float
 
     @property
     def summary(self) -> re.Match:
@@ -80,11 +84,14 @@ class FitRuns:
     def get(self, framework: str) -> Finished:
         if framework not in self.done:
             out = self.tmp_path_factory.mktemp(f"{framework}-runs")
+            started, clock = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
             result = fit(framework, out)
+            wall_seconds = time.perf_counter() - clock
             if result.returncode != 0:
                 pytest.fail(f"{MODULES[framework]} exited {result.returncode}:\n{result.stderr[-4000:]}",
                             pytrace=False)
-            self.done[framework] = Finished(framework, out, result, tuple(sorted(p.name for p in out.iterdir())))
+            self.done[framework] = Finished(framework, out, result, tuple(sorted(p.name for p in out.iterdir())),
+                                            started, wall_seconds)
         return self.done[framework]
 
 
@@ -169,8 +176,14 @@ def test_metrics_json_has_the_shared_fields(finished):
     assert isinstance(m["test_loss"], float) and math.isfinite(m["test_loss"]) and m["test_loss"] > 0
     confusion = np.loadtxt(finished.run_dir / "confusion.csv", delimiter=",", dtype=np.int64)
     assert round(m["test_accuracy"] * SUBSET) == np.trace(confusion)  # float32 accuracy of k/600
-    assert m["fit_seconds"] > 0
-    assert m["train_images_per_second"] == m["train_images"] * m["epochs"] / m["fit_seconds"]
+    # The fit is inside the process the test timed, so its rate beats images over the process's lifetime.
+    assert 0 < m["fit_seconds"] < finished.wall_seconds
+    assert m["train_images_per_second"] > m["train_images"] * m["epochs"] / finished.wall_seconds
+    provenance = m["provenance"]
+    finished_at = datetime.datetime.fromisoformat(provenance["finished_at"])
+    assert finished.started - datetime.timedelta(seconds=1) <= finished_at <= datetime.datetime.now(datetime.timezone.utc)
+    assert provenance["cpu_count"] == os.cpu_count() and 1 <= provenance["threads"] <= os.cpu_count()
+    assert provenance["cpu"] and provenance["platform"] == platform.platform()
     assert set(m["versions"]) >= VERSION_KEYS[finished.framework]
     assert m["versions"]["python"] == platform.python_version()
     assert all(isinstance(v, str) and v for v in m["versions"].values())

@@ -1,0 +1,59 @@
+"""The results page's figures: every full-budget run overlaid per variant, and baseline against dropout."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from cifar_common.bands import FULL_EPOCHS, TUTORIAL, architecture_name
+from cifar_common.plots import plt, save_figure, style_epoch_axis
+
+COLOURS = {"keras": "tab:red", "lightning": "tab:blue"}
+VARIANTS = ("baseline", "dropout")
+
+
+class HasHistory(Protocol):
+    path: Path
+    metrics: dict[str, Any]
+    history: dict[str, np.ndarray]
+
+
+def full_budget(recorded: Sequence[HasHistory], variant: str) -> list[HasHistory]:
+    return [run for run in recorded if run.metrics["variant"] == variant and run.metrics["epochs"] == FULL_EPOCHS
+            and architecture_name(run.metrics) == TUTORIAL]
+
+
+def plot_variant_curves(recorded: Sequence[HasHistory], out_dir: Path) -> None:
+    """val_accuracy and val_loss of every 31-epoch run, one row per variant, coloured by framework."""
+    fig, axes = plt.subplots(len(VARIANTS), 2, figsize=(14, 5 * len(VARIANTS)), squeeze=False)
+    for row, variant in zip(axes, VARIANTS):
+        members = full_budget(recorded, variant)
+        for ax, metric in zip(row, ("val_accuracy", "val_loss")):
+            for framework, colour in COLOURS.items():
+                for i, run in enumerate(r for r in members if r.metrics["framework"] == framework):
+                    ax.plot(run.history["epoch"], run.history[metric], color=colour, alpha=0.7,
+                            label=framework if i == 0 else None)
+            ax.set_title(f"{variant}: {metric} ({len(members)} runs)")
+            style_epoch_axis(ax, metric, (0.0, 1.0) if metric == "val_accuracy" else None)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, out_dir / "curves.png")
+
+
+def plot_overfitting(recorded: Sequence[HasHistory], out_dir: Path) -> None:
+    """Training loss (solid) and val_loss (dashed), baseline against dropout, one panel per framework."""
+    fig, axes = plt.subplots(1, len(COLOURS), figsize=(14, 5), sharey=True, squeeze=False)
+    for ax, framework in zip(axes[0], COLOURS):
+        for variant, colour in zip(VARIANTS, ("tab:orange", "tab:green")):
+            members = [r for r in full_budget(recorded, variant) if r.metrics["framework"] == framework]
+            for i, run in enumerate(members):
+                ax.plot(run.history["epoch"], run.history["loss"], color=colour, alpha=0.7,
+                        label=f"{variant} training" if i == 0 else None)
+                ax.plot(run.history["epoch"], run.history["val_loss"], color=colour, alpha=0.7, linestyle="--",
+                        label=f"{variant} validation" if i == 0 else None)
+        ax.set_title(f"{framework}: loss, baseline against dropout")
+        style_epoch_axis(ax, "loss", None)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, out_dir / "overfitting.png")
