@@ -3,7 +3,7 @@
 
 Each fault must end with exit status 2 and one line naming the file and the fix, no traceback, and
 the last good epoch still resumable to the full history. The port runs in-process (as
-test_nonfinite_loss does) on 256 images in batches of 64 for 2 epochs; the Keras runs are
+test_nonfinite_loss does) on 128 images in batches of 64 for 2 epochs; the Keras runs are
 subprocesses, as a user starts them.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cifar_common.data import ENV_VAR
 from lightning_impl import fit as lightning_fit
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = ["--dropout", "--subset", "256", "--batch-size", "64", "--epochs", "2"]
+ARGS = ["--dropout", "--subset", "128", "--batch-size", "64", "--epochs", "2"]  # 2 steps an epoch
 RESULTS = ("metrics.json", "model.ckpt", "predictions.npz", "confusion.csv")
 
 
@@ -221,7 +221,7 @@ def test_keras_run_killed_after_an_epoch_resumes_to_the_full_history(tmp_path, c
     """SIGKILL as soon as epoch 1's checkpoint is in place; --resume (in-process, TensorFlow is loaded once)."""
     from keras_reference import fit as keras_fit
     from keras_reference.measure_resume import kill_after_first_epoch
-    run_dir = kill_after_first_epoch(["--dropout", "--subset", "256", "--epochs", "2"], tmp_path / "runs",
+    run_dir = kill_after_first_epoch(["--dropout", "--subset", "128", "--epochs", "2"], tmp_path / "runs",
                                      timeout=300)
     first_epoch = (run_dir / "history.csv").read_text()
     assert len(first_epoch.splitlines()) == 1 + 1 and not (run_dir / "metrics.json").exists()
