@@ -122,6 +122,19 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(finished, tmp_pat
     resume_to_the_end(run_dir, finished, capsys)
 
 
+def test_disk_full_before_any_checkpoint_says_start_again(tmp_path, monkeypatch, capsys):
+    """No resume command when no checkpoint loads: it would only fail again."""
+    fills = FillsPartWay(n=1)  # epoch 1's checkpoint
+    monkeypatch.setattr(Path, "write_bytes", lambda path, data: fills(path, data))
+    out = tmp_path / "runs"
+    assert lightning_fit.main([*ARGS[:-1], "1", "--out", str(out)]) == 2  # --epochs 1
+    err = capsys.readouterr().err
+    (message,) = lines(err, "error:")
+    assert message.endswith("; free space there; no epoch was saved, so the run must start again"), message
+    assert "--resume" not in err and "Traceback" not in err
+    assert list((only_run_dir(out) / "checkpoints").iterdir()) == []
+
+
 def test_truncated_checkpoint_resumes_from_the_previous_one_with_a_warning(finished, tmp_path, capsys):
     run_dir = interrupted_copy(finished, tmp_path)
     truncate(run_dir / "checkpoints" / "last.ckpt")
@@ -258,3 +271,35 @@ def test_keras_resume_uses_the_previous_checkpoint_or_says_start_again(tmp_path,
     (tmp_path / "checkpoints" / "last.damaged.keras").rename(last)
     with pytest.raises(UserError, match="no earlier good checkpoint; the run must start again"):
         checkpoint_to_resume(tmp_path, last, checkpoint_loader(build_model(True)))
+
+
+def test_keras_checkpoint_write_that_fills_the_disk_keeps_the_last_good_one(tmp_path, monkeypatch):
+    """`model.save` writes half of last.keras's temporary file, then ENOSPC: the epoch-1 file stays and loads."""
+    import keras
+    from cifar_common.config import TrainingConfig
+    from cifar_common.errors import WriteFailed
+    from cifar_common.resume import with_carry_on_hint
+    from keras_reference.checkpoints import LAST, epochs_done, read_checkpoint, save_checkpoint
+    from keras_reference.fit import COMMAND
+    from keras_reference.model import build_model, compile_model
+    model = compile_model(build_model(True), TrainingConfig(dropout=True))
+    last = tmp_path / LAST
+    last.parent.mkdir()
+    save_checkpoint(model, last, 1, [])
+    real_save = keras.Model.save
+
+    def fills_part_way(self, path, *args, **kwargs):
+        real_save(self, path, *args, **kwargs)
+        os.truncate(path, Path(path).stat().st_size // 2)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(keras.Model, "save", fills_part_way)
+    with pytest.raises(WriteFailed) as failed:
+        save_checkpoint(model, last, 2, [])
+    message = str(with_carry_on_hint(failed.value, COMMAND, tmp_path, last, epochs_done))
+    assert message.startswith(f"no space left on the disk of {last.parent} while writing last.keras (it needs at "
+                              f"least "), message
+    assert message.endswith(f"; free space there; checkpoints/last.keras keeps epoch 1; carry on with: "
+                            f"python -m keras_reference.fit --resume {tmp_path}"), message
+    assert [p.name for p in last.parent.iterdir()] == ["last.keras"]
+    assert read_checkpoint(last)[1]["epochs_done"] == 1
