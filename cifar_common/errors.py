@@ -24,3 +24,15 @@ def exits_cleanly_on_user_error(main: Callable[..., int]) -> Callable[..., int]:
             return USAGE_EXIT_STATUS
 
     return wrapper
+
+
+class WriteFailed(UserError):
+    """A file of the run could not be written (full disk, no permission); the file it replaces is intact."""
+
+
+def non_finite_loss(metric: str, value: float, epoch: int, checkpoint: str) -> UserError:
+    """Both fit commands' stop on a nan or inf epoch loss; `checkpoint` is the per-epoch file's name."""
+    kept = (f"{checkpoint} keeps epoch {epoch - 1}, the last good one" if epoch > 1
+            else "no epoch finished with finite losses, so there is no checkpoint")
+    return UserError(f"{metric} became {value} in epoch {epoch}; training stopped and {kept}. "
+                     f"Try a smaller --learning-rate.")

@@ -2,16 +2,19 @@
 
     config.yaml  launch.json  history.csv  metrics.json  predictions.npz  confusion.csv  plots/  model.*
 
-Every file is written to a temporary name and renamed, so a killed run never leaves half a file,
-and every run gets a new folder.
+Every file is written to a temporary name in its own folder, flushed to disk and renamed, so a
+killed run or a full disk never leaves half a file in place of a whole one, and every run gets a
+new folder. Files get the user's usual permissions (the umask), as any file they create would.
 """
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
-import tempfile
+import secrets
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from cifar_common.errors import UserError
+from cifar_common.errors import UserError, WriteFailed
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 LAUNCH_FILE = "launch.json"  # what config.yaml does not hold: --subset and any Trainer flags
@@ -32,36 +35,117 @@ DEFAULT_OUT = Path("runs")
 def new_folder(parent: str | Path, name: str) -> Path:
     """Create `parent/name`, or `name-1`, `name-2`, ... : the first that does not exist (never reuse one)."""
     parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1000):
-        candidate = parent / (name if attempt == 0 else f"{name}-{attempt}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1000):
+            candidate = parent / (name if attempt == 0 else f"{name}-{attempt}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return candidate
+    except OSError as error:  # a path under a file, a read-only or missing mount, no permission
+        raise UserError(f"cannot create a folder in {parent} ({error.strerror}); choose a folder you "
+                        f"can write to") from None
     raise UserError(f"could not create a new folder named {name} under {parent}")
 
 
 def new_run_dir(out: str | Path | None, framework: str, variant: str) -> Path:
     """Create `OUT/<framework>-<variant>-<time>` with its plots/ folder."""
-    run_dir = new_folder(out if out is not None else DEFAULT_OUT,
-                         f"{framework}-{variant}-{time.strftime('%Y%m%d-%H%M%S')}")
-    (run_dir / "plots").mkdir()
+    try:
+        run_dir = new_folder(out if out is not None else DEFAULT_OUT,
+                             f"{framework}-{variant}-{time.strftime('%Y%m%d-%H%M%S')}")
+        (run_dir / "plots").mkdir()
+    except UserError as error:
+        raise UserError(f"--out: {error}") from None
+    except OSError as error:
+        raise UserError(f"--out: cannot create {run_dir / 'plots'} ({error.strerror})") from None
     return run_dir
 
 
-def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` and rename tmp to `path`: readers see the old file or the whole new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
+MIB = 1024 * 1024
+
+
+def _new_temporary(path: Path) -> Path:
+    """An empty file next to `path`, keeping its suffix (Keras needs `.keras`), mode 0666 less the umask."""
+    while True:
+        tmp = path.with_name(f".{path.stem}-{secrets.token_hex(4)}.tmp{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _sync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to the disk: a full disk can surface only here."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
+        os.fsync(fd)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        os.close(fd)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def write_failure(path: Path, error: OSError, written: int) -> WriteFailed:
+    """The one-line message for an OSError while writing `path`: what happened and what to do."""
+    folder = path.parent
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        needed = max(written, _size(path)) / MIB  # a new version is about as big as the last one
+        try:
+            free = f", {shutil.disk_usage(folder).free / MIB:.1f} MB free now"
+        except OSError:
+            free = ""
+        return WriteFailed(f"no space left on the disk of {folder} while writing {path.name} "
+                           f"(it needs at least {needed:.1f} MB{free}); free space there")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return WriteFailed(f"cannot write {path}: {error.strerror}; make {folder} writable or choose "
+                           f"another --out")
+    return WriteFailed(f"cannot write {path}: {error.strerror or error}")
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], None],
+                     verify: Callable[[Path], object] | None = None, previous: Path | None = None) -> None:
+    """Call `write(tmp)` and rename tmp to `path`: readers see the old file or the whole new one.
+
+    tmp is in `path`'s folder (a rename across file systems is a copy, and not atomic), flushed to
+    the disk before the rename, and checked with `verify(tmp)` when given. With `previous`, the file
+    being replaced is kept there (the older copy in `previous` is dropped first, so the disk holds
+    at most two versions plus the one being written). Any failure leaves `path` as it was and
+    raises WriteFailed.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        if previous is not None and path.exists():
+            previous.unlink(missing_ok=True)
+        tmp = _new_temporary(path)
+        write(tmp)
+        _sync(tmp)
+        if verify is not None:
+            try:
+                verify(tmp)
+            except Exception as error:  # whatever the loader raises: the new file is unusable
+                raise WriteFailed(f"{path}: the file just written does not load back ({error}); "
+                                  f"{path.name} was left as it was") from None
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+        os.replace(tmp, path)
+        _sync(path.parent)
+    except OSError as error:
+        raise write_failure(path, error, _size(tmp) if tmp else 0) from None
+    finally:
+        if tmp is not None:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass  # the message above matters more than a leftover temporary file
 
 
 def write_text(path: str | Path, text: str) -> None:

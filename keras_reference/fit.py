@@ -1,6 +1,7 @@
 """Train the Keras tutorial's CIFAR-10 CNN end to end and write a run folder.
 
     python -m keras_reference.fit --dropout
+    python -m keras_reference.fit --resume runs/keras-dropout-20261129-165251   # after a crash
 
 Steps, as in the tutorial: load CIFAR-10 and scale to [0, 1]; one-hot labels; build the
 conv 32-32 / 64-64 / 64-64 + dense 512 network; compile with RMSprop and categorical
@@ -22,46 +23,48 @@ import tensorflow as tf
 
 from cifar_common import runs
 from cifar_common.cli import config_from_flags, fit_parser
-from cifar_common.config import RunConfig
+from cifar_common.config import RunConfig, load_config
 from cifar_common.data import Cifar10, load_cifar10, to_unit_float
 from cifar_common.metrics import build_metrics
-from cifar_common.errors import exits_cleanly_on_user_error
+from cifar_common.errors import UserError, WriteFailed, exits_cleanly_on_user_error
 from cifar_common.outputs import summary_line, write_results
+from cifar_common.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
+from keras_reference.callbacks import HistoryWriter, StopOnNonFiniteLoss
+from keras_reference.checkpoints import LAST, EpochCheckpoint, epochs_done, restore_seed_states, resume_checkpoint
 from keras_reference.model import build_model, compile_model
 from keras_reference.tensorboard_callback import EpochTensorBoard
 
 FRAMEWORK = "keras"
+COMMAND = "python -m keras_reference.fit"
 
 
-class HistoryWriter(keras.callbacks.Callback):
-    """Rewrites history.csv after every epoch, so a crash keeps the epochs already done."""
+def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = "auto",
+          resume: Checkpoint | None = None) -> dict:
+    """The tutorial from seeding to the evaluated, reloaded model; returns metrics.json's content.
 
-    def __init__(self, run_dir: Path):
-        super().__init__()
-        self.run_dir = run_dir
-        self.rows: list[dict[str, float]] = []
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-        runs.write_history(self.run_dir, self.rows)
-
-
-def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = "auto") -> dict:
-    """The tutorial from seeding to the evaluated, reloaded model; returns metrics.json's content."""
+    With `resume`, the model, optimizer, history and dropout random state come from that checkpoint
+    and fit carries on after its last epoch.
+    """
     t = config.training
     keras.utils.set_random_seed(t.seed)  # Python, NumPy and TensorFlow
     x_train, x_test = to_unit_float(data.x_train), to_unit_float(data.x_test)
     y_train = keras.utils.to_categorical(data.y_train, config.dataset.num_classes)
     y_test = keras.utils.to_categorical(data.y_test, config.dataset.num_classes)
 
-    model = compile_model(build_model(t.dropout, config.dataset), t)
-    (run_dir / "checkpoints").mkdir()
-    history = HistoryWriter(run_dir)
+    if resume is None:
+        model, done, rows = compile_model(build_model(t.dropout, config.dataset), t), 0, []
+        (run_dir / LAST.parent).mkdir()
+    else:
+        model, state = resume.content
+        restore_seed_states(model, state["seed_states"])
+        done, rows = resume.epochs_done, state["history"]
+    history = HistoryWriter(run_dir, rows)
+    # StopOnNonFiniteLoss first and the checkpoint last: a bad epoch is neither recorded nor saved.
+    callbacks = [StopOnNonFiniteLoss(), history, EpochTensorBoard(run_dir, config.to_dict(), FRAMEWORK),
+                 EpochCheckpoint(run_dir, history.rows)]
     started = time.perf_counter()
     model.fit(x_train, y_train, batch_size=t.batch_size, epochs=t.epochs, validation_split=t.validation_split,
-              shuffle=True, verbose=verbose,
-              callbacks=[history, EpochTensorBoard(run_dir, config.to_dict(), FRAMEWORK),
-                         keras.callbacks.ModelCheckpoint(run_dir / "checkpoints" / "last.keras")])
+              shuffle=True, verbose=verbose, callbacks=callbacks, initial_epoch=done)
     fit_seconds = time.perf_counter() - started
 
     model_path = run_dir / "model.keras"
@@ -77,24 +80,53 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
     metrics = build_metrics(
         FRAMEWORK, config, parameter_count=model.count_params(), train_images=n_train,
         test_images=len(x_test), test_loss=test_loss, test_accuracy=test_accuracy, history_rows=history.rows,
-        fit_seconds=fit_seconds, epochs_fitted=t.epochs, threads=threads,
+        fit_seconds=fit_seconds, epochs_fitted=t.epochs - done, threads=threads,
         versions={"numpy": np.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
-        command=" ".join(["python -m keras_reference.fit", *sys.argv[1:]]),
+        command=" ".join([COMMAND, *sys.argv[1:]]),
+        resumed_after_epoch=done,  # fit_seconds counts the epochs after it
     )
     write_results(run_dir, history.rows, metrics, data.x_test, data.y_test, probs, confusion)
     return metrics
 
 
+def open_for_resume(run_dir: Path) -> tuple[RunConfig, int | None, Checkpoint]:
+    """The config and subset an unfinished Keras run folder was started with, and its checkpoint."""
+    launch = open_unfinished_run(run_dir, COMMAND)
+    if launch.get("trainer"):
+        raise UserError(f"--resume {run_dir}: a Lightning run folder; resume it with python -m lightning_impl.fit")
+    config = load_config(run_dir / "config.yaml")
+    checkpoint = resume_checkpoint(run_dir, build_model(config.training.dropout, config.dataset))
+    return config, launch["subset"], checkpoint
+
+
+def parser():
+    parser = fit_parser(COMMAND, __doc__.splitlines()[0])
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                        help="carry on an interrupted run from RUN_DIR/checkpoints/last.keras, "
+                             "with the settings it was started with")
+    return parser
+
+
 @exits_cleanly_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    args = fit_parser("python -m keras_reference.fit", __doc__.splitlines()[0]).parse_args(argv)
-    config = config_from_flags(args.dropout, args.config, args.epochs, args.batch_size,
-                               args.learning_rate, args.seed)
-    data = load_cifar10(args.data_dir).subset(args.subset)
-    run_dir = runs.new_run_dir(args.out, FRAMEWORK, config.training.variant)
-    runs.write_config(run_dir, config.to_dict())
-    runs.write_launch(run_dir, args.subset)
-    metrics = train(config, data, run_dir)
+    args = parser().parse_args(argv)
+    if args.resume is not None:
+        refuse_setting_flags(args)
+        run_dir = args.resume
+        config, subset, checkpoint = open_for_resume(run_dir)
+    else:
+        config = config_from_flags(args.dropout, args.config, args.epochs, args.batch_size,
+                                   args.learning_rate, args.seed)
+        subset, checkpoint = args.subset, None
+    data = load_cifar10(args.data_dir).subset(subset)
+    if checkpoint is None:
+        run_dir = runs.new_run_dir(args.out, FRAMEWORK, config.training.variant)
+        runs.write_config(run_dir, config.to_dict())
+        runs.write_launch(run_dir, subset)
+    try:
+        metrics = train(config, data, run_dir, resume=checkpoint)
+    except WriteFailed as failure:  # the last good checkpoint, named, and how to carry on from it
+        raise with_carry_on_hint(failure, COMMAND, run_dir, run_dir / LAST, epochs_done) from None
     print(summary_line(metrics["test_accuracy"], run_dir))
     return 0
 

@@ -15,7 +15,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from cifar_common import runs
-from cifar_common.errors import UserError
+from cifar_common.errors import UserError, non_finite_loss
+from cifar_common.resume import carry_on_hint, last_good
+from lightning_impl.checkpoint_io import LAST, epochs_done
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -77,23 +79,19 @@ class StopOnNonFiniteLoss(Callback):
             value = float(trainer.callback_metrics[name])
             if math.isfinite(value):
                 continue
-            epoch = trainer.current_epoch + 1
-            kept = (f"checkpoints/last.ckpt keeps epoch {epoch - 1}, the last good one" if epoch > 1
-                    else "no epoch finished with finite losses, so there is no checkpoint")
-            raise UserError(f"{name} became {value} in epoch {epoch}; training stopped and {kept}. "
-                            f"Try a smaller --learning-rate.")
+            raise non_finite_loss(name, value, trainer.current_epoch + 1, LAST.as_posix())
 
 
 class ResumeHint(Callback):
-    """On Ctrl-C, SIGTERM or an error during fit, say how to carry on from the last checkpoint."""
+    """On Ctrl-C, SIGTERM or an error during fit, say how to carry on, naming a checkpoint that loads."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, command: str = "python -m lightning_impl.fit"):
         self.run_dir = run_dir
+        self.command = command
 
     def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
         if not trainer.is_global_zero or isinstance(exception, UserError):
-            return  # a UserError says what to do itself; resuming would not help
-        checkpoint = self.run_dir / "checkpoints" / "last.ckpt"
-        if checkpoint.is_file():
-            print(f"\nstopped; the finished epochs are in {checkpoint}. Carry on with:\n"
-                  f"  python -m lightning_impl.fit --resume {self.run_dir}", file=sys.stderr)
+            return  # a UserError says what to do itself (fit adds the hint to a failed write)
+        good = last_good(self.run_dir / LAST, epochs_done)
+        if good is not None:
+            print(f"\nstopped; {carry_on_hint(self.command, self.run_dir, good)}", file=sys.stderr)

@@ -35,14 +35,17 @@ from cifar_common import runs
 from cifar_common.cli import config_from_flags, fit_parser, positive_int
 from cifar_common.config import RunConfig, load_config
 from cifar_common.metrics import build_metrics
-from cifar_common.errors import UserError, exits_cleanly_on_user_error
+from cifar_common.errors import UserError, WriteFailed, exits_cleanly_on_user_error
 from cifar_common.outputs import summary_line, write_results
+from cifar_common.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
 from lightning_impl.callbacks import HistoryWriter, RandomState, ResumeHint, StopOnNonFiniteLoss
+from lightning_impl.checkpoint_io import LAST, AtomicCheckpointIO, epochs_done, resume_checkpoint
 from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.module import CifarClassifier
 from lightning_impl.tensorboard_logger import EpochTensorBoardLogger
 
 FRAMEWORK = "lightning"
+COMMAND = "python -m lightning_impl.fit"
 RUN_DIR_ENV = "LIGHTNING_IMPL_RUN_DIR"  # rank 0's run folder, for the other DDP processes
 
 
@@ -57,7 +60,7 @@ class TrainerFlags:
 
 
 def lightning_parser() -> argparse.ArgumentParser:
-    parser = fit_parser("python -m lightning_impl.fit", __doc__.splitlines()[0])
+    parser = fit_parser(COMMAND, __doc__.splitlines()[0])
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                         help="carry on an interrupted run from RUN_DIR/checkpoints/last.ckpt, "
                              "with the settings it was started with")
@@ -99,32 +102,39 @@ def check_trainer_flags(flags: TrainerFlags) -> None:
 
 def build_trainer(run_dir: Path, epochs: int, flags: TrainerFlags,
                   callbacks: list[Callback] | None = None, logger: Logger | bool = False) -> L.Trainer:
-    # checkpoints/last.ckpt after every epoch (replaced, written atomically by Lightning), as the Keras
-    # side keeps checkpoints/last.keras. Taken at the very end of the epoch, after the other callbacks
-    # have checked and recorded it. (save_last=True with save_top_k=0 would save only when fit ends.)
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+    # checkpoints/last.ckpt after every epoch, as the Keras side keeps checkpoints/last.keras; replaced
+    # only by a verified new one, the one before kept (AtomicCheckpointIO). Taken at the very end of the
+    # epoch, after the other callbacks have checked and recorded it. (save_last=True with save_top_k=0
+    # would save only when fit ends.)
+    checkpoints = ModelCheckpoint(dirpath=run_dir / LAST.parent, filename=LAST.stem, save_top_k=1,
                                   enable_version_counter=False, save_on_train_epoch_end=True)
     return L.Trainer(
         **asdict(flags), max_epochs=epochs, default_root_dir=run_dir, logger=logger,
         callbacks=[checkpoints, TQDMProgressBar(), *(callbacks or [])],
+        plugins=[AtomicCheckpointIO(keep_previous_of=run_dir / LAST)],
         num_sanity_val_steps=0,  # Keras validates only after each epoch
         use_distributed_sampler=False,  # TensorBatches shards the batches itself
     )
 
 
+def new_module(config: RunConfig) -> CifarClassifier:
+    t = config.training
+    return CifarClassifier(dropout=t.dropout, learning_rate=t.learning_rate, rho=t.rho,
+                           epsilon=t.epsilon, num_classes=config.dataset.num_classes)
+
+
 def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
-          flags: TrainerFlags = TrainerFlags(), resume: bool = False) -> dict:
-    """Fit (or carry on fitting), save, reload and test; returns metrics.json's content."""
+          flags: TrainerFlags = TrainerFlags(), resume: Checkpoint | None = None) -> dict:
+    """Fit (or carry on fitting from `resume`), save, reload and test; returns metrics.json's content."""
     t = config.training
     L.seed_everything(t.seed, verbose=False)
-    module = CifarClassifier(dropout=t.dropout, learning_rate=t.learning_rate, rho=t.rho,
-                             epsilon=t.epsilon, num_classes=config.dataset.num_classes)
+    module = new_module(config)
     history = HistoryWriter(run_dir)
     # StopOnNonFiniteLoss first: a bad epoch stops before it is recorded.
-    callbacks = [StopOnNonFiniteLoss(), history, RandomState(), ResumeHint(run_dir)]
+    callbacks = [StopOnNonFiniteLoss(), history, RandomState(), ResumeHint(run_dir, COMMAND)]
     trainer = build_trainer(run_dir, t.epochs, flags, callbacks,
                             logger=EpochTensorBoardLogger(run_dir, config.to_dict(), FRAMEWORK))
-    checkpoint = run_dir / "checkpoints" / "last.ckpt" if resume else None
+    checkpoint = resume.path if resume is not None else None
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
@@ -155,7 +165,7 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
         fit_seconds=fit_seconds, epochs_fitted=epochs_here, threads=torch.get_num_threads(),
         versions={"numpy": np.__version__, "torch": torch.__version__, "lightning": L.__version__,
                   "torchmetrics": torchmetrics.__version__},
-        command=" ".join(["python -m lightning_impl.fit", *sys.argv[1:]]),
+        command=" ".join([COMMAND, *sys.argv[1:]]),
         resumed_after_epoch=history.resumed_after,  # fit_seconds counts the epochs after it
         **asdict(flags),
     )
@@ -164,23 +174,14 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
     return metrics
 
 
-def open_for_resume(run_dir: Path) -> tuple[RunConfig, int | None, TrainerFlags]:
-    """The config, subset and Trainer flags an unfinished run folder was started with."""
-    if not run_dir.is_dir():
-        raise UserError(f"--resume {run_dir}: no such run folder")
-    if (run_dir / "metrics.json").is_file():
-        raise UserError(f"--resume {run_dir}: this run finished already (metrics.json exists)")
-    launch_file = run_dir / runs.LAUNCH_FILE
-    if not launch_file.is_file() or not (run_dir / "config.yaml").is_file():
-        raise UserError(f"--resume {run_dir}: not a run folder of python -m lightning_impl.fit "
-                        f"(config.yaml or {launch_file.name} missing)")
-    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
-        raise UserError(f"--resume {run_dir}: no checkpoints/last.ckpt, the run stopped before its first "
-                        f"epoch ended; start a new run")
-    launch = runs.read_launch(run_dir)
+def open_for_resume(run_dir: Path) -> tuple[RunConfig, int | None, TrainerFlags, Checkpoint]:
+    """The config, subset and Trainer flags an unfinished run folder was started with, and its checkpoint."""
+    launch = open_unfinished_run(run_dir, COMMAND)
     if not launch.get("trainer"):
-        raise UserError(f"--resume {run_dir}: a Keras run folder; only the port's runs can be resumed")
-    return load_config(run_dir / "config.yaml"), launch["subset"], TrainerFlags(**launch["trainer"])
+        raise UserError(f"--resume {run_dir}: a Keras run folder; resume it with python -m keras_reference.fit")
+    config = load_config(run_dir / "config.yaml")
+    checkpoint = resume_checkpoint(run_dir, new_module(config))
+    return config, launch["subset"], TrainerFlags(**launch["trainer"]), checkpoint
 
 
 def started_by_launcher() -> bool:
@@ -188,24 +189,17 @@ def started_by_launcher() -> bool:
     return rank_zero_only.rank != 0 or int(os.environ.get("NODE_RANK", 0)) != 0
 
 
-SETTING_FLAGS = ("dropout", "config", "epochs", "batch_size", "learning_rate", "seed", "subset", "out",
-                 *(field.name for field in fields(TrainerFlags)))
-
-
 @exits_cleanly_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = lightning_parser().parse_args(argv)
     if args.resume is not None:
-        given = [name for name in SETTING_FLAGS if getattr(args, name) not in (None, False)]
-        if given:
-            raise UserError(f"--resume takes every setting from the run folder; drop "
-                            f"--{given[0].replace('_', '-')}")
+        refuse_setting_flags(args, (field.name for field in fields(TrainerFlags)))
         run_dir = args.resume
-        config, subset, flags = open_for_resume(run_dir)
+        config, subset, flags, checkpoint = open_for_resume(run_dir)
     else:
         config = config_from_flags(args.dropout, args.config, args.epochs, args.batch_size,
                                    args.learning_rate, args.seed)
-        subset, flags = args.subset, trainer_flags_from(args)
+        subset, flags, checkpoint = args.subset, trainer_flags_from(args), None
     check_trainer_flags(flags)
     t = config.training
     datamodule = Cifar10DataModule(args.data_dir, t.batch_size, t.validation_split, t.seed, subset)
@@ -218,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.resume is None:
         # Only global rank 0 writes; other nodes, which do not inherit the variable, get a scratch folder.
         run_dir = Path(os.environ.get(RUN_DIR_ENV) or tempfile.mkdtemp(prefix="lightning-impl-rank-"))
-    metrics = train(config, datamodule, run_dir, flags, resume=args.resume is not None)
+    try:
+        metrics = train(config, datamodule, run_dir, flags, resume=checkpoint)
+    except WriteFailed as failure:  # the last good checkpoint, named, and how to carry on from it
+        raise with_carry_on_hint(failure, COMMAND, run_dir, run_dir / LAST, epochs_done) from None
     if metrics:
         print(summary_line(metrics["test_accuracy"], run_dir))
     return 0

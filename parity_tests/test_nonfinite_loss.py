@@ -39,12 +39,20 @@ def test_nan_in_epoch_2_stops_before_saving_it(cifar, tmp_path):
     assert (tmp_path / "history.csv").read_text().count("\n") == 1 + 1
 
 
-def test_diverging_run_exits_2_with_the_message(tmp_path, capsys, monkeypatch, cifar):
-    """A step size of 1e30 overflows the weights in the first epoch: no checkpoint, exit status 2."""
-    status = main(["--subset", "256", "--epochs", "2", "--learning-rate", "1e30", "--out", str(tmp_path)])
+@pytest.mark.parametrize("framework", ["lightning", "keras"])
+def test_diverging_run_exits_2_with_the_message(tmp_path, capsys, cifar, framework):
+    """A step size of 1e30 overflows the weights in the first epoch: no checkpoint, exit status 2, and the
+    same one-line message from both fit commands (Keras's in a callback like TerminateOnNaN)."""
+    if framework == "keras":
+        from keras_reference.fit import main as fit_main
+    else:
+        fit_main = main
+    status = fit_main(["--subset", "256", "--epochs", "2", "--learning-rate", "1e30", "--out", str(tmp_path)])
     assert status == 2
     err = capsys.readouterr().err
-    assert "became nan in epoch 1; training stopped and no epoch finished with finite losses" in err
+    (message,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert message.endswith(" became nan in epoch 1; training stopped and no epoch finished with finite losses, "
+                            "so there is no checkpoint. Try a smaller --learning-rate."), message
     assert "Traceback" not in err
     (run_dir,) = tmp_path.iterdir()
-    assert not (run_dir / "checkpoints" / "last.ckpt").exists() and not (run_dir / "metrics.json").exists()
+    assert not list((run_dir / "checkpoints").glob("last*")) and not (run_dir / "metrics.json").exists()
