@@ -225,8 +225,8 @@ def test_a_second_run_makes_a_new_folder_and_leaves_the_first_untouched(fit_runs
     first = fit_runs.get("lightning")
 
     def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
-        return {name: ((folder / name).stat().st_mtime_ns, (folder / name).read_bytes())
-                for name in sorted(files_under(folder))}
+        return {path.relative_to(folder).as_posix(): (path.stat().st_mtime_ns, path.read_bytes())
+                for path in sorted(folder.rglob("*")) if path.is_file()}
 
     before = snapshot(first.run_dir)
     result = fit("lightning", first.out, subset=100)
