@@ -43,6 +43,7 @@ KERAS_BACKENDS = ("tensorflow", "torch")
 FLOP_PER_MULTIPLY_ADD = 2
 TRAIN_OVER_FORWARD = 3  # backward = the gradient of the input and of the weights, each one forward's worth
 MATMUL_SIDE = 2048  # square fp32 matrices: large enough for the BLAS to reach its peak, ~0.25 s each here
+TRIALS = ("compiled", "frozen", "threads")  # the port's workers of what was tried for speed (docs/speed.md)
 FIT_ORDER = ("keras", "port", "port", "keras")  # alternating, so a drift in the machine's load hits both
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class Settings:
     batch_size: int = 256
     warmup: int = 3
-    steps: int = 10
+    steps: int = 5
     repeats: int = 5
     seed: int = 0
 
@@ -103,6 +104,20 @@ def window_seconds(run_steps: Callable[[int], None], settings: Settings) -> list
 def images_per_second(run_steps: Callable[[int], None], settings: Settings) -> list[float]:
     """Images/s of each timed window."""
     return [settings.steps * settings.batch_size / s for s in window_seconds(run_steps, settings)]
+
+
+def interleaved_images_per_second(runs: dict[str, Callable[[int], None]], settings: Settings) -> dict[str, list[float]]:
+    """Images/s of each variant's windows, the variants' windows taking turns, so that a change in the
+    machine's load reaches all of them alike: the rule for comparing two ways of running one step."""
+    for run_steps in runs.values():
+        run_steps(settings.warmup)
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(settings.repeats):
+        for name, run_steps in runs.items():
+            started = time.perf_counter()
+            run_steps(settings.steps)
+            seconds[name].append(time.perf_counter() - started)
+    return {name: [settings.steps * settings.batch_size / s for s in values] for name, values in seconds.items()}
 
 
 def matmul_gflops(multiply: Callable[[], None], side: int = MATMUL_SIDE,
@@ -203,6 +218,16 @@ def trainer_overhead(rows: list[dict]) -> dict[str, float]:
             for p in PRECISIONS if f"lightning train {p}" in rate and f"bare torch train {p}" in rate}
 
 
+def paired_ratios(rows: list[dict]) -> dict[str, float]:
+    """For each row timed in turns with a default way of running (the trials), the median over windows of
+    its rate over the default's: "X compiled / X eager". Pairing window by window cancels the drift of a
+    shared machine's load."""
+    rates = {r["name"]: r["rates"] for r in rows}
+    return {f"{r['name']} / {r['notes']['against']}":
+            statistics.median(a / b for a, b in zip(r["rates"], rates[r["notes"]["against"]]))
+            for r in rows if "against" in r.get("notes", {})}
+
+
 def table(rows: list[dict]) -> str:
     header = (f"{'configuration':<36}{'images/s':>9}{'min':>7}{'max':>7}{'× K/TF':>8}{'× K/torch':>10}"
               f"{'GFLOP/s':>9}{'ceiling':>8}{'threads':>8}{'peak MiB':>9}")
@@ -250,7 +275,7 @@ def speed_records(settings: Settings, precisions: list[str], accelerator: str, d
     for backend in KERAS_BACKENDS:
         records += run_worker(*keras_worker(backend, common))
     for precision in precisions:
-        for worker in ("lightning", "bare", *(("compiled", "frozen") if trials else ())):
+        for worker in ("lightning", "bare", *(TRIALS if trials else ())):
             records += run_worker([*port, *common, "--worker", worker, "--precision", precision],
                                   f"{worker} {precision}")
     return records
@@ -285,7 +310,7 @@ def speed_report(rows: list[dict], records: list[dict], settings: Settings, drop
         "date": datetime.date.today().isoformat(), "machine": machine(records), "accelerator": accelerator,
         "settings": asdict(settings), "dropout": dropout, "command": command,
         "matmul": of_kind(records, "matmul"), "ceiling": ceiling(records), "flops": of_kind(records, "flops")[0],
-        "results": rows, "lightning_overhead_over_bare": trainer_overhead(rows),
+        "results": rows, "lightning_overhead_over_bare": trainer_overhead(rows), "trials": paired_ratios(rows),
     }
 
 
@@ -301,6 +326,8 @@ def print_speed(report: dict) -> None:
     print(table(report["results"]))
     for precision, overhead in report["lightning_overhead_over_bare"].items():
         print(f"Lightning Trainer over the bare loop, {precision}: {overhead:+.1%}")
+    for pair, ratio in report["trials"].items():
+        print(f"tried: {pair} = {ratio:.2f} (median of the paired windows)")
 
 
 def default_out(fit: bool) -> Path:
@@ -314,7 +341,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"), help="the port's device (default: cpu)")
     p.add_argument("--dropout", action="store_true", help="time the dropout variant (default: baseline)")
     p.add_argument("--trials", action="store_true",
-                   help="add the rows of what was tried for speed: torch.compile, a frozen TorchScript (oneDNN)")
+                   help="add what was tried for speed, each against eager with the windows taking turns: "
+                        "torch.compile, a frozen TorchScript graph (oneDNN fusion), 1 thread")
     p.add_argument("--fit", action="store_true", help="time real epochs instead (make bench-fit)")
     p.add_argument("--data-dir", help="with --fit: the CIFAR-10 folder (default: $CIFAR10_DIR or the cache)")
     p.add_argument("--subset", type=int, help="with --fit: the first N training images only (default: all)")

@@ -5,8 +5,8 @@
 
 Workers: `lightning` (the port as `fit` trains it, under Lightning's Trainer), `bare` (its network and
 optimizer in a plain loop, and inference), `machine` (torch's fp32 matmul rate and the model's FLOPs),
-`compiled` and `frozen` (what was tried for speed: torch.compile, a frozen TorchScript graph with
-oneDNN fusion), and `fit` (epochs on the real data, for `make bench-fit`). Keras runs in other
+`compiled`, `frozen` and `threads` (what was tried for speed, each against eager in one process:
+torch.compile, a frozen TorchScript graph with oneDNN fusion, one thread against one per core), and `fit` (epochs on the real data, for `make bench-fit`). Keras runs in other
 processes, never beside torch (importing TensorFlow and then torch's compiler stack crashes).
 """
 from __future__ import annotations
@@ -24,15 +24,15 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cifar_common import bench
-from cifar_common.bench import Result, Settings, add_settings_flags, emit, images_per_second, peak_host_mib, \
-    settings_from, synthetic_batch
+from cifar_common.bench import Result, Settings, add_settings_flags, emit, images_per_second, \
+    interleaved_images_per_second, peak_host_mib, settings_from, synthetic_batch
 from cifar_common.config import DatasetConfig
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
 from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.module import CifarClassifier
 from lightning_impl.optim import KerasRMSprop
 
-WORKERS = ("bare", "lightning", "machine", "compiled", "frozen", "fit")
+WORKERS = ("bare", "lightning", "machine", "compiled", "frozen", "threads", "fit")
 
 
 def build_module(dropout: bool) -> CifarClassifier:
@@ -60,9 +60,9 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
 
-def train_steps(step: nn.Module, module: CifarClassifier, optimizer: torch.optim.Optimizer,
+def train_steps(step, optimizer: torch.optim.Optimizer,
                 batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: str):
-    """`run_steps(n)` of the plain training loop, with `step` the (possibly compiled) forward."""
+    """`run_steps(n)` of the plain training loop; `step` is the forward (the module, or it compiled)."""
     images, labels = batch
 
     def run(n: int) -> None:
@@ -86,35 +86,88 @@ def inference_steps(forward, images: torch.Tensor, device: torch.device, precisi
     return run
 
 
-def bare_worker(settings: Settings, precision: str, device: torch.device, dropout: bool,
-                compiled: bool = False) -> None:
-    """The port's network and optimizer in a plain loop (the floor the Trainer is measured against),
-    then inference; with `compiled`, both through `torch.compile`."""
+def bare_worker(settings: Settings, precision: str, device: torch.device, dropout: bool) -> None:
+    """The port's network and optimizer in a plain loop (the floor the Trainer is measured against), then inference."""
     module = build_module(dropout).to(device)
     optimizer = KerasRMSprop(module.parameters())
     batch = batch_on(device, settings)
-    forward = torch.compile(module) if compiled else module
-    suffix = " compiled" if compiled else ""
     module.train()
-    Result(f"bare torch train {precision}{suffix}", "train", precision,
-           images_per_second(train_steps(forward, module, optimizer, batch, device, precision), settings),
+    Result(f"bare torch train {precision}", "train", precision,
+           images_per_second(train_steps(module, optimizer, batch, device, precision), settings),
            peak_mib(device), torch.get_num_threads()).emit()
     module.eval()
-    Result(f"port inference {precision}{suffix}", "inference", precision,
-           images_per_second(inference_steps(forward, batch[0], device, precision), settings),
+    Result(f"port inference {precision}", "inference", precision,
+           images_per_second(inference_steps(module, batch[0], device, precision), settings),
            peak_mib(device), torch.get_num_threads()).emit()
+
+
+def emit_trial(rates: dict[str, list[float]], task: str, precision: str, device: torch.device) -> None:
+    """Rows timed in turns; the first is the default way (eager), the others are measured against it."""
+    baseline = next(iter(rates))
+    for name, windows in rates.items():
+        threads = int(name.split("threads=")[1]) if "threads=" in name else torch.get_num_threads()
+        Result(name, task, precision, windows, peak_mib(device), threads,
+               {"against": baseline} if name != baseline else {}).emit()
+
+
+def compiled_worker(settings: Settings, precision: str, device: torch.device, dropout: bool) -> None:
+    """Tried for speed: `torch.compile` (Inductor, C++ kernels on CPU), for training and for inference,
+    each against eager on the same batch, the windows taking turns."""
+    batch = batch_on(device, settings)
+    eager, compiled = build_module(dropout).to(device), build_module(dropout).to(device)
+    compiled.load_state_dict(eager.state_dict())
+    forward = torch.compile(compiled)
+    emit_trial(interleaved_images_per_second({
+        f"bare torch train {precision} eager": train_steps(eager, KerasRMSprop(eager.parameters()), batch, device,
+                                                           precision),
+        f"bare torch train {precision} compiled": train_steps(forward, KerasRMSprop(compiled.parameters()), batch,
+                                                              device, precision),
+    }, settings), "train", precision, device)
+    eager.eval(), compiled.eval()
+    emit_trial(interleaved_images_per_second({
+        f"port inference {precision} eager": inference_steps(eager, batch[0], device, precision),
+        f"port inference {precision} compiled": inference_steps(forward, batch[0], device, precision),
+    }, settings), "inference", precision, device)
 
 
 def frozen_worker(settings: Settings, precision: str, device: torch.device, dropout: bool) -> None:
-    """Inference through a traced, frozen TorchScript graph: on CPU, `optimize_for_inference` fuses
-    conv + bias + ReLU into oneDNN kernels, as TensorFlow's graph does."""
+    """Tried for speed: inference through a traced, frozen TorchScript graph, against eager. On CPU,
+    `optimize_for_inference` fuses conv + bias + ReLU into oneDNN kernels, as TensorFlow's graph does."""
     module = build_module(dropout).to(device).eval()
     images = batch_on(device, settings)[0]
+    as_port_does = lambda x: x.contiguous(memory_format=torch.channels_last)  # noqa: E731 (the port's forward)
     with torch.no_grad(), autocast(device, precision):
-        graph = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(module, images)))
-    Result(f"port inference {precision} frozen", "inference", precision,
-           images_per_second(inference_steps(graph, images, device, precision), settings),
-           peak_mib(device), torch.get_num_threads()).emit()
+        graph = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(module.network.eval(),
+                                                                                  as_port_does(images))))
+    emit_trial(interleaved_images_per_second({
+        f"port inference {precision} eager": inference_steps(module, images, device, precision),
+        f"port inference {precision} frozen": inference_steps(lambda x: graph(as_port_does(x)), images, device,
+                                                              precision),
+    }, settings), "inference", precision, device)
+
+
+def with_threads(threads: int, run_steps):
+    def run(n: int) -> None:
+        torch.set_num_threads(threads)
+        run_steps(n)
+    return run
+
+
+def threads_worker(settings: Settings, precision: str, device: torch.device, dropout: bool) -> None:
+    """Tried for speed: torch's intra-op threads, one against one per core (torch's default), the windows
+    taking turns in one process."""
+    module = build_module(dropout).to(device)
+    batch = batch_on(device, settings)
+    train = train_steps(module, KerasRMSprop(module.parameters()), batch, device, precision)
+    counts = sorted({1, torch.get_num_threads()}, reverse=True)  # the default first
+    emit_trial(interleaved_images_per_second(
+        {f"bare torch train {precision} threads={n}": with_threads(n, train) for n in counts}, settings),
+        "train", precision, device)
+    module.eval()
+    infer = inference_steps(module, batch[0], device, precision)
+    emit_trial(interleaved_images_per_second(
+        {f"port inference {precision} threads={n}": with_threads(n, infer) for n in counts}, settings),
+        "inference", precision, device)
 
 
 class RepeatedBatch:
@@ -277,8 +330,12 @@ def worker_main(argv: list[str] | None = None) -> int:
         machine_worker(device, args.dropout)
     elif args.worker == "frozen":
         frozen_worker(settings, args.precision, device, args.dropout)
+    elif args.worker == "threads":
+        threads_worker(settings, args.precision, device, args.dropout)
+    elif args.worker == "compiled":
+        compiled_worker(settings, args.precision, device, args.dropout)
     else:
-        bare_worker(settings, args.precision, device, args.dropout, compiled=args.worker == "compiled")
+        bare_worker(settings, args.precision, device, args.dropout)
     return 0
 
 

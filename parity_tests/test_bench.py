@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cifar_common.bench import add_ratios_and_shares, conv2d_multiply_adds, dense_multiply_adds, fit_comparison, \
-    share_of_ceiling, table, trainer_overhead, training_flops
+from cifar_common.bench import Settings, add_ratios_and_shares, conv2d_multiply_adds, dense_multiply_adds, \
+    fit_comparison, interleaved_images_per_second, paired_ratios, share_of_ceiling, table, trainer_overhead, \
+    training_flops
 from cifar_common.config import DatasetConfig
 from cifar_common.errors import UserError
 from lightning_impl.bench import build_module, counted_flops, hand_count_multiply_adds
@@ -75,6 +76,19 @@ def test_rows_carry_ratios_to_each_keras_backend_and_their_share_of_the_faster_m
     assert trainer_overhead(list(rows.values())) == pytest.approx({"32-true": 320 / 300 - 1})
     printed = {line[:36].strip(): line[36:].split() for line in table(list(rows.values())).splitlines()[1:]}
     assert printed["lightning train 32-true"][:7] == ["300", "270", "330", "1.20", "1.50", "48.0", "60%"]
+
+
+def test_trials_take_turns_and_are_compared_window_by_window():
+    """Each variant warms up, then their windows alternate; a trial's ratio pairs window i with window i."""
+    calls = []
+    rates = interleaved_images_per_second({"eager": lambda n: calls.append(("eager", n)),
+                                           "compiled": lambda n: calls.append(("compiled", n))},
+                                          Settings(batch_size=4, warmup=2, steps=3, repeats=2))
+    assert calls == [("eager", 2), ("compiled", 2), ("eager", 3), ("compiled", 3), ("eager", 3), ("compiled", 3)]
+    assert {name: len(windows) for name, windows in rates.items()} == {"eager": 2, "compiled": 2}
+    rows = [{"name": "x eager", "rates": [100, 50, 200], "notes": {}},
+            {"name": "x compiled", "rates": [110, 60, 180], "notes": {"against": "x eager"}}]
+    assert paired_ratios(rows) == pytest.approx({"x compiled / x eager": 1.1})
 
 
 def test_fit_comparison_is_the_port_over_keras_of_the_mean_second_epoch():
