@@ -252,6 +252,14 @@ def fit_comparison(records: list[dict]) -> dict:
 
 # ---- the driver ------------------------------------------------------------------------------------
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+
+def thread_env(threads: int | None) -> dict[str, str]:
+    """The variables torch (OpenMP, MKL), numpy (OpenBLAS) and TensorFlow read their intra-op threads from."""
+    return {} if threads is None else {name: str(threads) for name in THREAD_VARIABLES}
+
+
 def run_worker(command: list[str], label: str, env: dict[str, str] | None = None) -> list[dict]:
     print(f"running {label} ...", file=sys.stderr, flush=True)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
@@ -262,34 +270,37 @@ def run_worker(command: list[str], label: str, env: dict[str, str] | None = None
     return found
 
 
-def keras_worker(backend: str, arguments: list[str]) -> tuple[list[str], str, dict[str, str]]:
-    return [sys.executable, "-m", "keras_reference.bench", *arguments], f"keras/{backend}", {"KERAS_BACKEND": backend}
+def keras_worker(backend: str, arguments: list[str], env: dict[str, str]) -> tuple[list[str], str, dict[str, str]]:
+    return [sys.executable, "-m", "keras_reference.bench", *arguments], f"keras/{backend}", {**env, "KERAS_BACKEND": backend}
 
 
 def speed_records(settings: Settings, precisions: list[str], accelerator: str, dropout: bool,
-                  trials: bool) -> list[dict]:
+                  trials: bool, threads: int | None = None) -> list[dict]:
     common = [*settings_args(settings), *(["--dropout"] if dropout else [])]
     port = [sys.executable, "-m", "lightning_impl.bench", "--accelerator", accelerator]
-    records = run_worker([sys.executable, "-m", "cifar_common.bench", "--worker", "matmul"], "numpy matmul")
-    records += run_worker([*port, "--worker", "machine"], "torch matmul and FLOP count")
+    env = thread_env(threads)
+    records = run_worker([sys.executable, "-m", "cifar_common.bench", "--worker", "matmul"], "numpy matmul", env)
+    records += run_worker([*port, "--worker", "machine"], "torch matmul and FLOP count", env)
     for backend in KERAS_BACKENDS:
-        records += run_worker(*keras_worker(backend, common))
+        records += run_worker(*keras_worker(backend, common, env))
     for precision in precisions:
         for worker in ("lightning", "bare", *(TRIALS if trials else ())):
             records += run_worker([*port, *common, "--worker", worker, "--precision", precision],
-                                  f"{worker} {precision}")
+                                  f"{worker} {precision}", env)
     return records
 
 
-def fit_records(batch_size: int, dropout: bool, data_dir: str | None, subset: int | None) -> list[dict]:
+def fit_records(batch_size: int, dropout: bool, data_dir: str | None, subset: int | None,
+                threads: int | None = None) -> list[dict]:
     common = ["--batch-size", str(batch_size), *(["--dropout"] if dropout else []),
               *(["--data-dir", data_dir] if data_dir else []), *(["--subset", str(subset)] if subset else [])]
     records = []
     for run, framework in enumerate(FIT_ORDER, 1):
         if framework == "keras":
-            command, label, env = keras_worker("tensorflow", ["--fit", *common])
+            command, label, env = keras_worker("tensorflow", ["--fit", *common], thread_env(threads))
         else:
-            command, label, env = [sys.executable, "-m", "lightning_impl.bench", "--worker", "fit", *common], "port", {}
+            command, label, env = ([sys.executable, "-m", "lightning_impl.bench", "--worker", "fit", *common], "port",
+                                   thread_env(threads))
         records += run_worker(command, f"{label} fit, run {run} of {len(FIT_ORDER)}", env)
     return records
 
@@ -310,6 +321,9 @@ def speed_report(rows: list[dict], records: list[dict], settings: Settings, drop
         "date": datetime.date.today().isoformat(), "machine": machine(records), "accelerator": accelerator,
         "settings": asdict(settings), "dropout": dropout, "command": command,
         "matmul": of_kind(records, "matmul"), "ceiling": ceiling(records), "flops": of_kind(records, "flops")[0],
+        "versions": {**of_kind(records, "flops")[0]["versions"],
+                     **{k: v for r in of_kind(records, "speed") if r["name"].startswith("keras")
+                        for k, v in r["notes"].items() if k != "backend"}},
         "results": rows, "lightning_overhead_over_bare": trainer_overhead(rows), "trials": paired_ratios(rows),
     }
 
@@ -317,7 +331,7 @@ def speed_report(rows: list[dict], records: list[dict], settings: Settings, drop
 def print_speed(report: dict) -> None:
     top, flops = report["ceiling"], report["flops"]
     for m in report["matmul"]:
-        print(f"fp32 matmul {MATMUL_SIDE}x{MATMUL_SIDE}, {m['library']}: {m['gflops']:.1f} GFLOP/s "
+        print(f"fp32 matmul {MATMUL_SIDE}x{MATMUL_SIDE}, {m['library']} ({m['blas']}): {m['gflops']:.1f} GFLOP/s "
               f"(windows {min(m['windows']):.1f}-{max(m['windows']):.1f}, {m['threads']} threads)")
     print(f"ceiling: {top['library']} matmul, {top['gflops']:.1f} GFLOP/s")
     print(f"model: {flops['forward_per_image'] / 1e6:.1f} MFLOP forward and {flops['train_per_image'] / 1e6:.1f} "
@@ -343,6 +357,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", action="store_true",
                    help="add what was tried for speed, each against eager with the windows taking turns: "
                         "torch.compile, a frozen TorchScript graph (oneDNN fusion), 1 thread")
+    p.add_argument("--threads", type=int, help="intra-op threads of every framework and of numpy "
+                                               "(default: each one's own, one per core)")
     p.add_argument("--fit", action="store_true", help="time real epochs instead (make bench-fit)")
     p.add_argument("--data-dir", help="with --fit: the CIFAR-10 folder (default: $CIFAR10_DIR or the cache)")
     p.add_argument("--subset", type=int, help="with --fit: the first N training images only (default: all)")
@@ -378,11 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker == "matmul":
         numpy_matmul_worker()
         return 0
-    if args.subset is not None and args.subset < 1:
-        raise UserError(f"--subset {args.subset}: must be at least 1")
+    for flag, value in (("--subset", args.subset), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} {value}: must be at least 1")
     out = args.out or default_out(args.fit)
     if args.fit:
-        records = fit_records(settings.batch_size, args.dropout, args.data_dir, args.subset)
+        records = fit_records(settings.batch_size, args.dropout, args.data_dir, args.subset, args.threads)
         report = {"date": datetime.date.today().isoformat(), "machine": machine(records),
                   "command": command_line(argv), "dropout": args.dropout, "runs": records, **fit_comparison(records)}
         for r in records:
@@ -392,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"second epoch: Keras {means['keras']:.1f} s, port {means['port']:.1f} s, "
               f"port/Keras {report['port_over_keras']:.2f}")
     else:
-        records = speed_records(settings, args.precisions, args.accelerator, args.dropout, args.trials)
+        records = speed_records(settings, args.precisions, args.accelerator, args.dropout, args.trials, args.threads)
         report = speed_report(add_ratios_and_shares(records), records, settings, args.dropout, args.accelerator,
                               command_line(argv))
         print_speed(report)

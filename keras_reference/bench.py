@@ -30,10 +30,11 @@ from keras_reference.model import build_model, compile_model  # noqa: E402
 
 
 def backend_threads() -> int:
-    """The backend's intra-op threads (TensorFlow's 0 means one per core)."""
+    """The backend's intra-op threads (TensorFlow's 0 means: from TF_NUM_INTRAOP_THREADS, else one per core)."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
-        return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+        return (tf.config.threading.get_intra_op_parallelism_threads()
+                or int(os.environ.get("TF_NUM_INTRAOP_THREADS", 0)) or os.cpu_count())
     return sys.modules[keras.backend.backend()].get_num_threads()  # the module Keras loaded for its backend
 
 

@@ -266,14 +266,16 @@ def machine_worker(device: torch.device, dropout: bool) -> None:
         torch.mm(a, b)
         finish(device)
     windows = bench.matmul_gflops(multiply)
+    blas = "cuBLAS" if device.type == "cuda" else "MKL" if torch.backends.mkl.is_available() else "unknown"
     emit("matmul", {"library": f"torch ({device.type})", "gflops": statistics.median(windows), "windows": windows,
-                    "threads": torch.get_num_threads()})
+                    "threads": torch.get_num_threads(), "blas": blas})
     network, dataset = build_module(dropout).network, DatasetConfig()
     forward = bench.FLOP_PER_MULTIPLY_ADD * hand_count_multiply_adds(network, dataset)
     emit("flops", {"counter": "torch.utils.flop_counter.FlopCounterMode",
                    "forward_per_image": counted_flops(network, dataset, train=False),
                    "train_per_image": counted_flops(network, dataset, train=True),
-                   "hand_forward_per_image": forward, "hand_train_per_image": bench.training_flops(forward)})
+                   "hand_forward_per_image": forward, "hand_train_per_image": bench.training_flops(forward),
+                   "versions": {"torch": torch.__version__, "lightning": L.__version__}})
 
 
 # ---- real epochs, for `make bench-fit` -------------------------------------------------------------------
