@@ -271,7 +271,9 @@ def run_worker(command: list[str], label: str, env: dict[str, str] | None = None
 
 
 def keras_worker(backend: str, arguments: list[str], env: dict[str, str]) -> tuple[list[str], str, dict[str, str]]:
-    return [sys.executable, "-m", "keras_reference.bench", *arguments], f"keras/{backend}", {**env, "KERAS_BACKEND": backend}
+    """Keras's worker on one backend: the command, its label and its environment."""
+    return ([sys.executable, "-m", "keras_reference.bench", *arguments], f"keras/{backend}",
+            {**env, "KERAS_BACKEND": backend})
 
 
 def speed_records(settings: Settings, precisions: list[str], accelerator: str, dropout: bool,
@@ -308,7 +310,14 @@ def fit_records(batch_size: int, dropout: bool, data_dir: str | None, subset: in
 def machine(records: list[dict]) -> dict:
     return {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
-            "threads": {r.get("name", r["kind"]): r["threads"] for r in records if "threads" in r}}
+            "threads": {record_label(r): r["threads"] for r in records if "threads" in r}}
+
+
+def record_label(record: dict) -> str:
+    """A record's name: a speed row's own, else its kind and library or framework, and its place in the run."""
+    if "name" in record:
+        return record["name"]
+    return " ".join([record["kind"], record.get("library") or record.get("framework", "")]).strip()
 
 
 def command_line(argv: list[str] | None) -> str:

@@ -6,8 +6,9 @@
 Workers: `lightning` (the port as `fit` trains it, under Lightning's Trainer), `bare` (its network and
 optimizer in a plain loop, and inference), `machine` (torch's fp32 matmul rate and the model's FLOPs),
 `compiled`, `frozen` and `threads` (what was tried for speed, each against eager in one process:
-torch.compile, a frozen TorchScript graph with oneDNN fusion, one thread against one per core), and `fit` (epochs on the real data, for `make bench-fit`). Keras runs in other
-processes, never beside torch (importing TensorFlow and then torch's compiler stack crashes).
+torch.compile, a frozen TorchScript graph with oneDNN fusion, one thread against one per core), and
+`fit` (epochs on the real data, for `make bench-fit`). Keras runs in other processes, never beside
+torch (importing TensorFlow and then torch's compiler stack crashes).
 """
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ def compiled_worker(settings: Settings, precision: str, device: torch.device, dr
         f"bare torch train {precision} compiled": train_steps(forward, KerasRMSprop(compiled.parameters()), batch,
                                                               device, precision),
     }, settings), "train", precision, device)
-    eager.eval(), compiled.eval()
+    eager.eval()
+    compiled.eval()
     emit_trial(interleaved_images_per_second({
         f"port inference {precision} eager": inference_steps(eager, batch[0], device, precision),
         f"port inference {precision} compiled": inference_steps(forward, batch[0], device, precision),

@@ -121,7 +121,8 @@ def test_bench_runs_every_worker_and_writes_the_report(tmp_path):
     assert names == ["keras/tensorflow train float32", "keras/tensorflow inference float32",
                      "keras/torch train float32", "keras/torch inference float32", "lightning train 32-true",
                      "bare torch train 32-true", "port inference 32-true"]
-    assert {r["notes"]["backend"] for r in report["results"] if r["name"].startswith("keras")} == {"tensorflow", "torch"}
+    backends = {r["notes"]["backend"] for r in report["results"] if r["name"].startswith("keras")}
+    assert backends == {"tensorflow", "torch"}
     for r in report["results"]:
         assert len(r["rates"]) == 2 and r["min"] <= r["images_per_second"] <= r["max"], r["name"]
         assert r["threads"] >= 1 and r["peak_mib"] > 0 and 0 < r["share_of_ceiling"], r["name"]
@@ -129,6 +130,7 @@ def test_bench_runs_every_worker_and_writes_the_report(tmp_path):
     assert report["ceiling"]["gflops"] == max(m["gflops"] for m in report["matmul"]) > 0
     assert report["flops"]["forward_per_image"] == 2 * TUTORIAL_MULTIPLY_ADDS
     assert set(report["lightning_overhead_over_bare"]) == {"32-true"}
+    assert {"torch", "lightning", "keras", "tensorflow"} <= set(report["versions"])
     assert "× K/torch" in finished.stdout and "ceiling: " in finished.stdout
 
 
