@@ -102,13 +102,22 @@ def bare_worker(settings: Settings, precision: str, device: torch.device, dropou
            peak_mib(device), torch.get_num_threads()).emit()
 
 
-def emit_trial(rates: dict[str, list[float]], task: str, precision: str, device: torch.device) -> None:
-    """Rows timed in turns; the first is the default way (eager), the others are measured against it."""
+def largest_difference(eager, variant, images: torch.Tensor) -> float:
+    """The largest absolute difference of the variant's logits from eager's: what it would cost in parity."""
+    with torch.inference_mode():
+        return (variant(images).float() - eager(images).float()).abs().max().item()
+
+
+def emit_trial(rates: dict[str, list[float]], task: str, precision: str, device: torch.device,
+               difference: float | None = None) -> None:
+    """Rows timed in turns; the first is the default way (eager), the others are measured against it
+    (with, for inference, their logits' largest difference from eager's)."""
     baseline = next(iter(rates))
     for name, windows in rates.items():
         threads = int(name.split("threads=")[1]) if "threads=" in name else torch.get_num_threads()
-        Result(name, task, precision, windows, peak_mib(device), threads,
-               {"against": baseline} if name != baseline else {}).emit()
+        notes = {} if name == baseline else {"against": baseline, **(
+            {"largest_logit_difference": difference} if difference is not None else {})}
+        Result(name, task, precision, windows, peak_mib(device), threads, notes).emit()
 
 
 def compiled_worker(settings: Settings, precision: str, device: torch.device, dropout: bool) -> None:
@@ -126,10 +135,11 @@ def compiled_worker(settings: Settings, precision: str, device: torch.device, dr
     }, settings), "train", precision, device)
     eager.eval()
     compiled.eval()
+    compiled.load_state_dict(eager.state_dict())  # the training windows moved them apart
     emit_trial(interleaved_images_per_second({
         f"port inference {precision} eager": inference_steps(eager, batch[0], device, precision),
         f"port inference {precision} compiled": inference_steps(forward, batch[0], device, precision),
-    }, settings), "inference", precision, device)
+    }, settings), "inference", precision, device, largest_difference(eager, forward, batch[0]))
 
 
 def frozen_worker(settings: Settings, precision: str, device: torch.device, dropout: bool) -> None:
@@ -145,7 +155,8 @@ def frozen_worker(settings: Settings, precision: str, device: torch.device, drop
         f"port inference {precision} eager": inference_steps(module, images, device, precision),
         f"port inference {precision} frozen": inference_steps(lambda x: graph(as_port_does(x)), images, device,
                                                               precision),
-    }, settings), "inference", precision, device)
+    }, settings), "inference", precision, device,
+        largest_difference(module, lambda x: graph(as_port_does(x)), images))
 
 
 def with_threads(threads: int, run_steps):
