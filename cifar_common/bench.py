@@ -35,6 +35,7 @@ from typing import Callable
 import numpy as np
 
 from cifar_common.config import DatasetConfig
+from cifar_common.data import resolve_data_dir
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
 
 RESULT_PREFIX = "BENCH "  # the line the driver reads among the frameworks' own output
@@ -408,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{flag} {value}: must be at least 1")
     out = args.out or default_out(args.fit)
     if args.fit:
-        records = fit_records(settings.batch_size, args.dropout, args.data_dir, args.subset, args.threads)
+        data_dir = str(resolve_data_dir(args.data_dir))  # a bad folder fails here, in one line, before any worker
+        records = fit_records(settings.batch_size, args.dropout, data_dir, args.subset, args.threads)
         report = {"date": datetime.date.today().isoformat(), "machine": machine(records),
                   "command": command_line(argv), "dropout": args.dropout, "runs": records, **fit_comparison(records)}
         for r in records:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_common.bench import Settings, add_ratios_and_shares, conv2d_multiply_adds, dense_multiply_adds, \
+from cifar_common.bench import Settings, add_ratios_and_shares, main, conv2d_multiply_adds, dense_multiply_adds, \
     fit_comparison, interleaved_images_per_second, paired_ratios, share_of_ceiling, table, trainer_overhead, \
     training_flops
 from cifar_common.config import DatasetConfig
@@ -100,6 +100,16 @@ def test_fit_comparison_is_the_port_over_keras_of_the_mean_second_epoch():
     assert result["port_over_keras"] == pytest.approx(122 / 155)
     with pytest.raises(UserError):
         fit_comparison(runs[1:3])
+
+
+@pytest.mark.parametrize("flags, message", [(["--steps", "0"], "--steps 0: must be at least 1"),
+                                            (["--threads", "0"], "--threads 0: must be at least 1"),
+                                            (["--fit", "--data-dir", "missing-folder"], "missing-folder")])
+def test_bad_flags_fail_in_one_line_before_any_worker_starts(flags, message, capsys):
+    """Exit status 2 and the flag named, with no worker run (the driver would print 'running ...')."""
+    assert main(flags) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "running" not in captured.err and len(captured.err.splitlines()) == 1
 
 
 def test_the_driver_imports_neither_torch_nor_tensorflow():
