@@ -278,19 +278,43 @@ def keras_worker(backend: str, arguments: list[str], env: dict[str, str]) -> tup
 
 
 def speed_records(settings: Settings, precisions: list[str], accelerator: str, dropout: bool,
-                  trials: bool, threads: int | None = None) -> list[dict]:
+                  trials: bool, threads: int | None = None, rounds: int = 1) -> list[dict]:
+    """Every worker's records; with several rounds the sequence runs again in reverse, then forward, ...,
+    and each row pools its windows over the rounds (a load that drifts meets every row alike)."""
     common = [*settings_args(settings), *(["--dropout"] if dropout else [])]
     port = [sys.executable, "-m", "lightning_impl.bench", "--accelerator", accelerator]
     env = thread_env(threads)
-    records = run_worker([sys.executable, "-m", "cifar_common.bench", "--worker", "matmul"], "numpy matmul", env)
-    records += run_worker([*port, "--worker", "machine"], "torch matmul and FLOP count", env)
-    for backend in KERAS_BACKENDS:
-        records += run_worker(*keras_worker(backend, common, env))
-    for precision in precisions:
-        for worker in ("lightning", "bare", *(TRIALS if trials else ())):
-            records += run_worker([*port, *common, "--worker", worker, "--precision", precision],
-                                  f"{worker} {precision}", env)
-    return records
+    workers = [([sys.executable, "-m", "cifar_common.bench", "--worker", "matmul"], "numpy matmul", env),
+               ([*port, "--worker", "machine"], "torch matmul and FLOP count", env),
+               *(keras_worker(backend, common, env) for backend in KERAS_BACKENDS),
+               *(([*port, *common, "--worker", worker, "--precision", precision], f"{worker} {precision}", env)
+                 for precision in precisions for worker in ("lightning", "bare", *(TRIALS if trials else ())))]
+    records = []
+    for round_index in range(rounds):
+        for command, label, worker_env in (workers if round_index % 2 == 0 else workers[::-1]):
+            records += run_worker(command, f"{label}, round {round_index + 1} of {rounds}", worker_env)
+    return pooled(records)
+
+
+def pooled(records: list[dict]) -> list[dict]:
+    """One record per speed row and per matmul library, their windows joined over rounds, in first-seen order;
+    the FLOP count once."""
+    merged: dict[tuple, dict] = {}
+    for r in records:
+        key = (r["kind"], r.get("name") or r.get("library"))
+        if key not in merged:
+            merged[key] = {**r, **({"rates": list(r["rates"])} if "rates" in r else {}),
+                           **({"windows": list(r["windows"])} if "windows" in r else {})}
+        elif r["kind"] == "speed":
+            merged[key]["rates"] += r["rates"]
+        elif r["kind"] == "matmul":
+            merged[key]["windows"] += r["windows"]
+    for r in merged.values():
+        if r["kind"] == "speed":
+            r.update(images_per_second=statistics.median(r["rates"]), min=min(r["rates"]), max=max(r["rates"]))
+        elif r["kind"] == "matmul":
+            r["gflops"] = statistics.median(r["windows"])
+    return list(merged.values())
 
 
 def fit_records(batch_size: int, dropout: bool, data_dir: str | None, subset: int | None,
@@ -326,10 +350,11 @@ def command_line(argv: list[str] | None) -> str:
 
 
 def speed_report(rows: list[dict], records: list[dict], settings: Settings, dropout: bool, accelerator: str,
-                 command: str) -> dict:
+                 command: str, rounds: int = 1) -> dict:
     return {
         "date": datetime.date.today().isoformat(), "machine": machine(records), "accelerator": accelerator,
         "settings": asdict(settings), "dropout": dropout, "command": command,
+        "rounds": rounds,
         "matmul": of_kind(records, "matmul"), "ceiling": ceiling(records), "flops": of_kind(records, "flops")[0],
         "versions": {**of_kind(records, "flops")[0]["versions"],
                      **{k: v for r in of_kind(records, "speed") if r["name"].startswith("keras")
@@ -369,6 +394,9 @@ def parser() -> argparse.ArgumentParser:
                         "torch.compile, a frozen TorchScript graph (oneDNN fusion), 1 thread")
     p.add_argument("--threads", type=int, help="intra-op threads of every framework and of numpy "
                                                "(default: each one's own, one per core)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the workers this many times, alternating their order, and pool each row's windows "
+                        "(default: 1; use 2 or more on a shared machine)")
     p.add_argument("--fit", action="store_true", help="time real epochs instead (make bench-fit)")
     p.add_argument("--data-dir", help="with --fit: the CIFAR-10 folder (default: $CIFAR10_DIR or the cache)")
     p.add_argument("--subset", type=int, help="with --fit: the first N training images only (default: all)")
@@ -404,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker == "matmul":
         numpy_matmul_worker()
         return 0
-    for flag, value in (("--subset", args.subset), ("--threads", args.threads)):
+    for flag, value in (("--subset", args.subset), ("--threads", args.threads), ("--rounds", args.rounds)):
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: must be at least 1")
     out = args.out or default_out(args.fit)
@@ -420,9 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"second epoch: Keras {means['keras']:.1f} s, port {means['port']:.1f} s, "
               f"port/Keras {report['port_over_keras']:.2f}")
     else:
-        records = speed_records(settings, args.precisions, args.accelerator, args.dropout, args.trials, args.threads)
+        records = speed_records(settings, args.precisions, args.accelerator, args.dropout, args.trials, args.threads,
+                                args.rounds)
         report = speed_report(add_ratios_and_shares(records), records, settings, args.dropout, args.accelerator,
-                              command_line(argv))
+                              command_line(argv), args.rounds)
         print_speed(report)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

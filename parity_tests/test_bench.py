@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_common.bench import Settings, add_ratios_and_shares, main, conv2d_multiply_adds, dense_multiply_adds, \
+from cifar_common.bench import Settings, add_ratios_and_shares, main, pooled, conv2d_multiply_adds, dense_multiply_adds, \
     fit_comparison, interleaved_images_per_second, paired_ratios, share_of_ceiling, table, trainer_overhead, \
     training_flops
 from cifar_common.config import DatasetConfig
@@ -91,6 +91,24 @@ def test_trials_take_turns_and_are_compared_window_by_window():
     assert paired_ratios(rows) == pytest.approx({"x compiled / x eager": 1.1})
 
 
+def test_rounds_pool_each_rows_windows_and_each_librarys_matmul_windows():
+    """Two rounds of the same workers give one row each, its median over every window of both rounds."""
+    first = [{"kind": "matmul", "library": "numpy", "windows": [60.0, 70.0], "gflops": 65.0},
+             {"kind": "flops", "forward_per_image": 1.0},
+             {"kind": "speed", "name": "port inference 32-true", "rates": [100.0, 300.0], "images_per_second": 200.0}]
+    second = [{"kind": "speed", "name": "port inference 32-true", "rates": [110.0, 120.0, 500.0],
+               "images_per_second": 120.0},
+              {"kind": "flops", "forward_per_image": 1.0},
+              {"kind": "matmul", "library": "numpy", "windows": [80.0], "gflops": 80.0}]
+    merged = pooled(first + second)
+    assert [r["kind"] for r in merged] == ["matmul", "flops", "speed"]
+    assert merged[0]["windows"] == [60.0, 70.0, 80.0] and merged[0]["gflops"] == 70.0
+    row = merged[2]
+    assert row["rates"] == [100.0, 300.0, 110.0, 120.0, 500.0]
+    assert (row["images_per_second"], row["min"], row["max"]) == (120.0, 100.0, 500.0)
+    assert first[2]["rates"] == [100.0, 300.0]  # the workers' records are left as they were
+
+
 def test_fit_comparison_is_the_port_over_keras_of_the_mean_second_epoch():
     """Only the second epoch of each run counts (the first includes tracing and warm-up)."""
     runs = [{"kind": "epochs", "framework": f, "epoch_seconds": s} for f, s in
@@ -104,6 +122,7 @@ def test_fit_comparison_is_the_port_over_keras_of_the_mean_second_epoch():
 
 @pytest.mark.parametrize("flags, message", [(["--steps", "0"], "--steps 0: must be at least 1"),
                                             (["--threads", "0"], "--threads 0: must be at least 1"),
+                                            (["--rounds", "0"], "--rounds 0: must be at least 1"),
                                             (["--fit", "--data-dir", "missing-folder"], "missing-folder")])
 def test_bad_flags_fail_in_one_line_before_any_worker_starts(flags, message, capsys):
     """Exit status 2 and the flag named, with no worker run (the driver would print 'running ...')."""
