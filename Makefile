@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup fit test test-reverse report bench clean
+.PHONY: setup fit test test-reverse report bench bench-fit clean
 
 # Where finished full-budget runs are made (python -m ... --out runs/full); `make report` records them.
 RECORD_FROM ?= runs/full runs/bands-e2
@@ -32,9 +32,15 @@ test-reverse: $(STAMP)
 report: $(STAMP)
 	$(BIN)/python -m cifar_common.report --take-in $(wildcard $(RECORD_FROM))
 
-# Training and inference speed of Keras, the port under Lightning and a bare loop (README, "Speed").
+# Training and inference speed of Keras (TensorFlow and torch backends), the port under Lightning and a
+# bare loop, against the measured matmul ceiling, into reports/bench.json (docs/speed.md).
 bench: $(STAMP)
-	$(BIN)/python -m lightning_impl.bench $(ARGS)
+	$(BIN)/python -m cifar_common.bench $(ARGS)
+
+# Opt-in: the second epoch of each framework's fit on the full data, Keras, port, port, Keras (about
+# 20 minutes on 2 cores), into reports/bench-fit.json.
+bench-fit: $(STAMP)
+	$(BIN)/python -m cifar_common.bench --fit $(ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,38 +1,44 @@
-"""`make bench`: training and inference speed of Keras, the port under Lightning and a bare PyTorch loop.
+"""The torch side of `make bench`: the port's workers, each run by `cifar_common.bench` in its own process.
 
-    python -m lightning_impl.bench                       # float32 and bf16-mixed, writes bench.json
-    python -m lightning_impl.bench --precisions 32-true --steps 5
+    python -m lightning_impl.bench ...                  # the driver, `python -m cifar_common.bench ...`
+    python -m lightning_impl.bench --worker bare        # one worker: prints BENCH lines
 
-Every configuration runs in its own process on the same synthetic batch (Keras never shares a
-process with torch; see DESIGN.md on the import-order crash), so peak memory is per configuration.
-Ratios come from one invocation on one machine: compare them, not absolute figures across runs.
+Workers: `lightning` (the port as `fit` trains it, under Lightning's Trainer), `bare` (its network and
+optimizer in a plain loop, and inference), `machine` (torch's fp32 matmul rate and the model's FLOPs),
+`compiled`, `frozen` and `threads` (what was tried for speed, each against eager in one process:
+torch.compile, a frozen TorchScript graph with oneDNN fusion, one thread against one per core), and
+`fit` (epochs on the real data, for `make bench-fit`). Keras runs in other processes, never beside
+torch (importing TensorFlow and then torch's compiler stack crashes).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
-import subprocess
+import statistics
 import sys
 import time
-from dataclasses import asdict
-from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from cifar_common.bench import Result, Settings, add_settings_flags, images_per_second, parse_results, \
-    peak_host_mib, settings_from, synthetic_batch
+from cifar_common import bench
+from cifar_common.bench import Result, Settings, add_settings_flags, emit, images_per_second, \
+    interleaved_images_per_second, peak_host_mib, settings_from, synthetic_batch
+from cifar_common.config import DatasetConfig
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
+from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.module import CifarClassifier
 from lightning_impl.optim import KerasRMSprop
 
-PRECISIONS = ("32-true", "bf16-mixed")
-ROOT = Path(__file__).resolve().parent.parent
+WORKERS = ("bare", "lightning", "machine", "compiled", "frozen", "threads", "fit")
+
+
+def build_module(dropout: bool) -> CifarClassifier:
+    """The port as `fit` builds it (channels_last network, Keras's initialisation) from the default config."""
+    return CifarClassifier(dropout=dropout)
 
 
 def batch_on(device: torch.device, settings: Settings) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,35 +57,130 @@ def peak_mib(device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_host_mib()
 
 
-def bare_worker(settings: Settings, precision: str, device: torch.device, dropout: bool) -> None:
-    """The port's network and optimizer in a plain loop: the floor the Trainer is measured against."""
-    module = CifarClassifier(dropout=dropout).to(device)  # its channels_last network and forward
-    optimizer = KerasRMSprop(module.parameters())
-    images, labels = batch_on(device, settings)
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")  # noqa: E731
+def autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
-    def train(n: int) -> None:
+
+def train_steps(step, optimizer: torch.optim.Optimizer,
+                batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: str):
+    """`run_steps(n)` of the plain training loop; `step` is the forward (the module, or it compiled)."""
+    images, labels = batch
+
+    def run(n: int) -> None:
         for _ in range(n):
-            with autocast():
-                loss = F.cross_entropy(module(images), labels)
+            with autocast(device, precision):
+                loss = F.cross_entropy(step(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         finish(device)
+    return run
 
-    def infer(n: int) -> None:
+
+def inference_steps(forward, images: torch.Tensor, device: torch.device, precision: str):
+    def run(n: int) -> None:
         with torch.inference_mode():
             for _ in range(n):
-                with autocast():
-                    torch.softmax(module(images), dim=1)
+                with autocast(device, precision):
+                    torch.softmax(forward(images), dim=1)
         finish(device)
+    return run
 
+
+def bare_worker(settings: Settings, precision: str, device: torch.device, dropout: bool) -> None:
+    """The port's network and optimizer in a plain loop (the floor the Trainer is measured against), then inference."""
+    module = build_module(dropout).to(device)
+    optimizer = KerasRMSprop(module.parameters())
+    batch = batch_on(device, settings)
     module.train()
-    Result(f"bare torch train {precision}", "train", precision, images_per_second(train, settings),
-           peak_mib(device)).emit()
+    Result(f"bare torch train {precision}", "train", precision,
+           images_per_second(train_steps(module, optimizer, batch, device, precision), settings),
+           peak_mib(device), torch.get_num_threads()).emit()
     module.eval()
-    Result(f"port inference {precision}", "inference", precision, images_per_second(infer, settings),
-           peak_mib(device)).emit()
+    Result(f"port inference {precision}", "inference", precision,
+           images_per_second(inference_steps(module, batch[0], device, precision), settings),
+           peak_mib(device), torch.get_num_threads()).emit()
+
+
+def largest_difference(eager, variant, images: torch.Tensor) -> float:
+    """The largest absolute difference of the variant's logits from eager's: what it would cost in parity."""
+    with torch.inference_mode():
+        return (variant(images).float() - eager(images).float()).abs().max().item()
+
+
+def emit_trial(rates: dict[str, list[float]], task: str, precision: str, device: torch.device,
+               difference: float | None = None) -> None:
+    """Rows timed in turns; the first is the default way (eager), the others are measured against it
+    (with, for inference, their logits' largest difference from eager's)."""
+    baseline = next(iter(rates))
+    for name, windows in rates.items():
+        threads = int(name.split("threads=")[1]) if "threads=" in name else torch.get_num_threads()
+        notes = {} if name == baseline else {"against": baseline, **(
+            {"largest_logit_difference": difference} if difference is not None else {})}
+        Result(name, task, precision, windows, peak_mib(device), threads, notes).emit()
+
+
+def compiled_worker(settings: Settings, precision: str, device: torch.device, dropout: bool) -> None:
+    """Tried for speed: `torch.compile` (Inductor, C++ kernels on CPU), for training and for inference,
+    each against eager on the same batch, the windows taking turns."""
+    batch = batch_on(device, settings)
+    eager, compiled = build_module(dropout).to(device), build_module(dropout).to(device)
+    compiled.load_state_dict(eager.state_dict())
+    forward = torch.compile(compiled)
+    emit_trial(interleaved_images_per_second({
+        f"bare torch train {precision} eager": train_steps(eager, KerasRMSprop(eager.parameters()), batch, device,
+                                                           precision),
+        f"bare torch train {precision} compiled": train_steps(forward, KerasRMSprop(compiled.parameters()), batch,
+                                                              device, precision),
+    }, settings), "train", precision, device)
+    eager.eval()
+    compiled.eval()
+    compiled.load_state_dict(eager.state_dict())  # the training windows moved them apart
+    emit_trial(interleaved_images_per_second({
+        f"port inference {precision} eager": inference_steps(eager, batch[0], device, precision),
+        f"port inference {precision} compiled": inference_steps(forward, batch[0], device, precision),
+    }, settings), "inference", precision, device, largest_difference(eager, forward, batch[0]))
+
+
+def frozen_worker(settings: Settings, precision: str, device: torch.device, dropout: bool) -> None:
+    """Tried for speed: inference through a traced, frozen TorchScript graph, against eager. On CPU,
+    `optimize_for_inference` fuses conv + bias + ReLU into oneDNN kernels, as TensorFlow's graph does."""
+    module = build_module(dropout).to(device).eval()
+    images = batch_on(device, settings)[0]
+    as_port_does = lambda x: x.contiguous(memory_format=torch.channels_last)  # noqa: E731 (the port's forward)
+    with torch.no_grad(), autocast(device, precision):
+        graph = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(module.network.eval(),
+                                                                                  as_port_does(images))))
+    emit_trial(interleaved_images_per_second({
+        f"port inference {precision} eager": inference_steps(module, images, device, precision),
+        f"port inference {precision} frozen": inference_steps(lambda x: graph(as_port_does(x)), images, device,
+                                                              precision),
+    }, settings), "inference", precision, device,
+        largest_difference(module, lambda x: graph(as_port_does(x)), images))
+
+
+def with_threads(threads: int, run_steps):
+    def run(n: int) -> None:
+        torch.set_num_threads(threads)
+        run_steps(n)
+    return run
+
+
+def threads_worker(settings: Settings, precision: str, device: torch.device, dropout: bool) -> None:
+    """Tried for speed: torch's intra-op threads, one against one per core (torch's default), the windows
+    taking turns in one process."""
+    module = build_module(dropout).to(device)
+    batch = batch_on(device, settings)
+    train = train_steps(module, KerasRMSprop(module.parameters()), batch, device, precision)
+    counts = sorted({1, torch.get_num_threads()}, reverse=True)  # the default first
+    emit_trial(interleaved_images_per_second(
+        {f"bare torch train {precision} threads={n}": with_threads(n, train) for n in counts}, settings),
+        "train", precision, device)
+    module.eval()
+    infer = inference_steps(module, batch[0], device, precision)
+    emit_trial(interleaved_images_per_second(
+        {f"port inference {precision} threads={n}": with_threads(n, infer) for n in counts}, settings),
+        "inference", precision, device)
 
 
 class RepeatedBatch:
@@ -130,85 +231,133 @@ def lightning_worker(settings: Settings, precision: str, accelerator: str, dropo
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
                         callbacks=[clock])
-    trainer.fit(CifarClassifier(dropout=dropout), train_dataloaders=RepeatedBatch(batch, total))
-    Result(f"lightning train {precision}", "train", precision, clock.rates(), peak_mib(device)).emit()
+    trainer.fit(build_module(dropout), train_dataloaders=RepeatedBatch(batch, total))
+    Result(f"lightning train {precision}", "train", precision, clock.rates(), peak_mib(device),
+           torch.get_num_threads()).emit()
 
 
-def run_worker(command: list[str], label: str) -> list[dict]:
-    print(f"running {label} ...", file=sys.stderr, flush=True)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
-    found = parse_results(result.stdout)
-    if result.returncode != 0 or not found:
-        raise UserError(f"{label} failed (exit status {result.returncode}):\n{result.stderr[-2000:]}")
-    return found
+# ---- the machine: matmul ceiling and the model's FLOPs --------------------------------------------------
+
+def counted_flops(network: nn.Module, dataset: DatasetConfig, train: bool) -> int:
+    """FLOPs of one image through `network` (and back, with `train`), as torch's FLOP counter counts them:
+    convolutions and matrix products, 2 per multiply-add. The image needs no gradient, so the first
+    layer's input gradient is not computed, as in training."""
+    images = torch.zeros(1, dataset.channels, dataset.image_size, dataset.image_size)
+    with FlopCounterMode(display=False) as counter:
+        outputs = network(images)
+        if train:
+            outputs.sum().backward()
+    network.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
 
 
-def settings_args(settings: Settings) -> list[str]:
-    return [arg for name, value in asdict(settings).items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+def hand_count_multiply_adds(network: nn.Module, dataset: DatasetConfig) -> int:
+    """Multiply-adds of one image, from each conv and dense layer's sizes and output shape."""
+    output_shapes: dict[nn.Module, torch.Size] = {}
+    layers = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    hooks = [m.register_forward_hook(lambda m, _, out: output_shapes.__setitem__(m, out.shape)) for m in layers]
+    with torch.no_grad():
+        network(torch.zeros(1, dataset.channels, dataset.image_size, dataset.image_size))
+    for hook in hooks:
+        hook.remove()
+    total = 0
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d):
+            if layer.groups != 1 or layer.stride != (1, 1):
+                raise ValueError(f"{layer}: the hand count covers dense stride-1 convolutions only")
+            total += bench.conv2d_multiply_adds(layer.in_channels, layer.out_channels, layer.kernel_size,
+                                                tuple(output_shapes[layer][2:]))
+        else:
+            total += bench.dense_multiply_adds(layer.in_features, layer.out_features)
+    return total
 
 
-def table(results: list[dict]) -> str:
-    keras = {r["task"]: r["images_per_second"] for r in results if r["name"].startswith("keras")}
-    lines = [f"{'configuration':<32}{'images/s':>10}{'× Keras':>9}{'peak MiB':>10}"]
-    for r in results:
-        ratio = r["images_per_second"] / keras[r["task"]] if r["task"] in keras else float("nan")
-        lines.append(f"{r['name']:<32}{r['images_per_second']:>10.0f}{ratio:>9.2f}{r['peak_mib']:>10.0f}")
-    return "\n".join(lines)
+def machine_worker(device: torch.device, dropout: bool) -> None:
+    a, b = (torch.rand(bench.MATMUL_SIDE, bench.MATMUL_SIDE, device=device) for _ in range(2))
+
+    def multiply() -> None:
+        torch.mm(a, b)
+        finish(device)
+    windows = bench.matmul_gflops(multiply)
+    blas = "cuBLAS" if device.type == "cuda" else "MKL" if torch.backends.mkl.is_available() else "unknown"
+    emit("matmul", {"library": f"torch ({device.type})", "gflops": statistics.median(windows), "windows": windows,
+                    "threads": torch.get_num_threads(), "blas": blas})
+    network, dataset = build_module(dropout).network, DatasetConfig()
+    forward = bench.FLOP_PER_MULTIPLY_ADD * hand_count_multiply_adds(network, dataset)
+    emit("flops", {"counter": "torch.utils.flop_counter.FlopCounterMode",
+                   "forward_per_image": counted_flops(network, dataset, train=False),
+                   "train_per_image": counted_flops(network, dataset, train=True),
+                   "hand_forward_per_image": forward, "hand_train_per_image": bench.training_flops(forward),
+                   "versions": {"torch": torch.__version__, "lightning": L.__version__}})
 
 
-def trainer_overhead(results: list[dict]) -> dict[str, float]:
-    """Lightning's training time over the bare loop's, minus 1, per precision."""
-    rate = {r["name"]: r["images_per_second"] for r in results}
-    return {p: rate[f"bare torch train {p}"] / rate[f"lightning train {p}"] - 1
-            for p in PRECISIONS if f"lightning train {p}" in rate and f"bare torch train {p}" in rate}
+# ---- real epochs, for `make bench-fit` -------------------------------------------------------------------
+
+class EpochClock(Callback):
+    """Seconds of each training epoch, its validation included (Lightning validates before this hook)."""
+
+    def __init__(self):
+        self.started = 0.0
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self.seconds.append(time.perf_counter() - self.started)
+
+
+def fit_worker(batch_size: int, dropout: bool, data_dir: str | None, subset: int | None, epochs: int = 2) -> None:
+    """`fit`'s Trainer on the real data (its split, batching and validation), without checkpoints or progress bar."""
+    L.seed_everything(42, verbose=False)
+    datamodule = Cifar10DataModule(data_dir, batch_size, subset=subset)
+    datamodule.setup()
+    clock = EpochClock()
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        use_distributed_sampler=False, callbacks=[clock])
+    trainer.fit(build_module(dropout), datamodule=datamodule)
+    emit("epochs", {"framework": "port", "epoch_seconds": clock.seconds, "train_images": len(datamodule.train_labels),
+                    "val_images": len(datamodule.val_labels), "threads": torch.get_num_threads(),
+                    "versions": {"torch": torch.__version__, "lightning": L.__version__}})
 
 
 @exits_cleanly_on_user_error
-def main(argv: list[str] | None = None) -> int:
+def worker_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lightning_impl.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--worker", choices=WORKERS, required=True)
+    parser.add_argument("--precision", default="32-true", choices=bench.PRECISIONS)
     parser.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"))
-    parser.add_argument("--dropout", action="store_true", help="time the dropout variant (default: baseline)")
-    parser.add_argument("--out", type=Path, default=Path("bench.json"))
-    parser.add_argument("--worker", choices=("bare", "lightning"), help=argparse.SUPPRESS)
-    parser.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
+    parser.add_argument("--dropout", action="store_true")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--subset", type=int)
     add_settings_flags(parser)
     args = parser.parse_args(argv)
     settings = settings_from(args)
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         raise UserError("--accelerator gpu: no CUDA device is visible to torch")
-    if args.worker == "bare":
-        bare_worker(settings, args.precision, torch.device("cuda" if args.accelerator == "gpu" else "cpu"),
-                    args.dropout)
-        return 0
-    if args.worker == "lightning":
+    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+    if args.worker == "fit":
+        fit_worker(settings.batch_size, args.dropout, args.data_dir, args.subset)
+    elif args.worker == "lightning":
         lightning_worker(settings, args.precision, args.accelerator, args.dropout)
-        return 0
-
-    common = [*settings_args(settings), *(["--dropout"] if args.dropout else [])]
-    this = [sys.executable, "-m", "lightning_impl.bench", "--accelerator", args.accelerator, *common]
-    results = run_worker([sys.executable, "-m", "keras_reference.bench", *common], "keras float32")
-    for precision in args.precisions:
-        for worker in ("lightning", "bare"):
-            results += run_worker([*this, "--worker", worker, "--precision", precision], f"{worker} {precision}")
-    report = {
-        "date": datetime.date.today().isoformat(),
-        "machine": {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "accelerator": args.accelerator,
-                    "gpu": torch.cuda.get_device_name(0) if args.accelerator == "gpu" else None},
-        "settings": asdict(settings), "dropout": args.dropout,
-        "command": " ".join(["python -m lightning_impl.bench", *(argv if argv is not None else sys.argv[1:])]),
-        "versions": {"torch": torch.__version__, "lightning": L.__version__},
-        "results": results,
-        "lightning_overhead_over_bare": trainer_overhead(results),
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(table(results))
-    for precision, overhead in report["lightning_overhead_over_bare"].items():
-        print(f"Lightning Trainer over the bare loop, {precision}: {overhead:+.1%}")
-    print(f"written {args.out}")
+    elif args.worker == "machine":
+        machine_worker(device, args.dropout)
+    elif args.worker == "frozen":
+        frozen_worker(settings, args.precision, device, args.dropout)
+    elif args.worker == "threads":
+        threads_worker(settings, args.precision, device, args.dropout)
+    elif args.worker == "compiled":
+        compiled_worker(settings, args.precision, device, args.dropout)
+    else:
+        bare_worker(settings, args.precision, device, args.dropout)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    is_worker = any(a == "--worker" or a.startswith("--worker=") for a in argv)
+    return worker_main(argv) if is_worker else bench.main(argv)  # without --worker: the driver
 
 
 if __name__ == "__main__":
