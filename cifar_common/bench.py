@@ -36,6 +36,7 @@ import numpy as np
 
 from cifar_common.config import DatasetConfig
 from cifar_common.data import resolve_data_dir
+from cifar_common.paths import REPORTS_DIR
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
 
 RESULT_PREFIX = "BENCH "  # the line the driver reads among the frameworks' own output
@@ -380,7 +381,8 @@ def print_speed(report: dict) -> None:
 
 
 def default_out(fit: bool) -> Path:
-    return ROOT / "reports" / ("bench-fit.json" if fit else "bench.json")
+    """reports/ in a clone; the current folder in an installed copy, which has no reports/."""
+    return (REPORTS_DIR if REPORTS_DIR.is_dir() else Path.cwd()) / ("bench-fit.json" if fit else "bench.json")
 
 
 def parser() -> argparse.ArgumentParser:
