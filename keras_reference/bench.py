@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 from cifar_common.bench import Result, add_settings_flags, images_per_second, peak_host_mib, settings_from, \
     synthetic_batch  # noqa: E402
-from cifar_common.config import TrainingConfig  # noqa: E402
+from cifar_common.config import TrainingConfig, tutorial_architecture  # noqa: E402
 from keras_reference.model import build_model, compile_model  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     keras.utils.set_random_seed(settings.seed)
     images, labels = synthetic_batch(settings)
     one_hot = np.eye(10, dtype=np.float32)[labels]
-    model = compile_model(build_model(args.dropout), TrainingConfig(dropout=args.dropout))
+    model = compile_model(build_model(tutorial_architecture(args.dropout)), TrainingConfig())
 
     def train(n: int) -> None:
         for _ in range(n):

@@ -3,7 +3,7 @@
     python -m keras_reference.fit --dropout
 
 Steps, as in the tutorial: load CIFAR-10 and scale to [0, 1]; one-hot labels; build the
-conv 32-32 / 64-64 / 64-64 + dense 512 network; compile with RMSprop and categorical
+network the config describes (the tutorial's: conv 32-32 / 64-64 / 64-64 + dense 512); compile with RMSprop and categorical
 cross-entropy; `fit(batch_size=256, epochs=31, validation_split=0.3)`; plot the curves; save
 as `model.keras`, load it back and evaluate on the test set; plot 18 predictions and the
 confusion matrix. Expect about 0.78 test accuracy for the dropout variant after 31 epochs
@@ -27,7 +27,7 @@ from cifar_common.data import Cifar10, load_cifar10, to_unit_float
 from cifar_common.metrics import build_metrics
 from cifar_common.errors import exits_cleanly_on_user_error
 from cifar_common.outputs import summary_line, write_results
-from keras_reference.model import build_model, compile_model
+from keras_reference.model import build_model, compile_model, parameter_count
 
 FRAMEWORK = "keras"
 
@@ -53,7 +53,7 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
     y_train = keras.utils.to_categorical(data.y_train, config.dataset.num_classes)
     y_test = keras.utils.to_categorical(data.y_test, config.dataset.num_classes)
 
-    model = compile_model(build_model(t.dropout, config.dataset), t)
+    model = compile_model(build_model(config.architecture, config.dataset), t)
     (run_dir / "checkpoints").mkdir()
     history = HistoryWriter(run_dir)
     started = time.perf_counter()
@@ -73,7 +73,7 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
     # TensorFlow's 0 threads means "as many as the machine has cores".
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     metrics = build_metrics(
-        FRAMEWORK, config, parameter_count=model.count_params(), train_images=n_train,
+        FRAMEWORK, config, parameter_count=parameter_count(model.trainable_weights), train_images=n_train,
         test_images=len(x_test), test_loss=test_loss, test_accuracy=test_accuracy, history_rows=history.rows,
         fit_seconds=fit_seconds, epochs_fitted=t.epochs, threads=threads,
         versions={"numpy": np.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_flags(args.dropout, args.config, args.epochs, args.batch_size,
                                args.learning_rate, args.seed)
     data = load_cifar10(args.data_dir).subset(args.subset)
-    run_dir = runs.new_run_dir(args.out, FRAMEWORK, config.training.variant)
+    run_dir = runs.new_run_dir(args.out, FRAMEWORK, config.variant, config.architecture.name)
     runs.write_config(run_dir, config.to_dict())
     runs.write_launch(run_dir, args.subset)
     metrics = train(config, data, run_dir)

@@ -2,8 +2,8 @@
 
     python -m keras_reference.inspect_model MODEL.keras IMAGES.npz OUT.npz
 
-IMAGES.npz holds `images` (float32 NHWC in [0, 1]); OUT.npz gets one array per layer name (inference
-mode) and `probs`. Running Keras in its own process keeps TensorFlow away from torch for good.
+IMAGES.npz holds `images` (float32 NHWC in [0, 1]); OUT.npz gets one array per layer, keyed by the
+layer's name, in order (inference mode; the last layer's output is the probabilities). Running Keras in its own process keeps TensorFlow away from torch for good.
 """
 from __future__ import annotations
 
@@ -25,9 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     model = keras.models.load_model(model_path)
     with np.load(images_path) as npz:
         images = npz["images"]
-    outputs = layer_outputs(model, images)
-    outputs["probs"] = outputs[model.layers[-1].name]
-    np.savez(out_path, **outputs)
+    np.savez(out_path, **layer_outputs(model, images))
     return 0
 
 

@@ -2,39 +2,32 @@
 
     python -m lightning_impl.check_parity MODEL.keras [--images 512] [--data-dir DIR]
 
-Loads the `.keras` file's weights into the port (h5py, no TensorFlow here), runs Keras on the
-same real test images in its own process, compares every layer's output and the probabilities,
-prints the discrepancy table and exits 0 when all agree within tolerance, 1 when not.
+Reads the architecture from the file's `config.json` and builds the port from it (any model of the
+family in docs/architectures.md; anything else exits 2 naming the layer and option, before any
+check), loads the file's weights into it (h5py, no TensorFlow here), runs Keras on the same real
+test images in its own process, compares every layer's output (by the file's layer names) and the
+probabilities, prints the discrepancy table and exits 0 when all agree within tolerance, 1 when not.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from cifar_common.architecture import validate
 from cifar_common.cli import positive_int
+from cifar_common.config import DatasetConfig
 from cifar_common.data import load_cifar10, to_unit_float
 from cifar_common.discrepancy import all_ok, compare_pairs, format_table
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
-from lightning_impl.convert import load_keras_file
-from lightning_impl.network import CifarCNN, keras_layer_names, keras_layout_outputs
+from lightning_impl.convert import architecture_of_keras_file, load_keras_file
+from lightning_impl.network import CifarCNN, keras_layout_outputs
 
 ACTIVATION_ATOL = 1e-5  # float32 forward passes of the same weights (measured ~2e-7, README)
-
-
-def has_dropout(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            layers = json.loads(archive.read("config.json"))["config"]["layers"]
-    except (OSError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: not a readable .keras file ({type(error).__name__}: {error})") from None
-    return any(layer.get("class_name") == "Dropout" for layer in layers)
 
 
 def keras_outputs(model_path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -50,23 +43,33 @@ def keras_outputs(model_path: Path, images: np.ndarray) -> dict[str, np.ndarray]
             return {key: npz[key] for key in npz.files}
 
 
-def check(model_path: Path, images: np.ndarray, atol: float = ACTIVATION_ATOL) -> tuple[bool, str]:
-    network = CifarCNN(dropout=has_dropout(model_path))
+def port_for(model_path: Path, dataset: DatasetConfig = DatasetConfig()) -> CifarCNN:
+    """The port built from the file's own architecture, holding the file's weights."""
+    architecture, input_shape = architecture_of_keras_file(model_path)
+    expected = (dataset.image_size, dataset.image_size, dataset.channels)
+    if input_shape != expected:
+        raise UserError(f"{model_path}: input shape {input_shape}, but CIFAR-10 images are {expected} "
+                        f"(height, width, channels): the port is checked on real CIFAR-10 images")
+    validate(architecture, input_shape, dataset.num_classes, str(model_path))
+    network = CifarCNN(architecture, dataset)
     load_keras_file(model_path, network)
+    return network
+
+
+def check(model_path: Path, images: np.ndarray, atol: float = ACTIVATION_ATOL) -> tuple[bool, str]:
+    network = port_for(model_path)
     expected = keras_outputs(model_path, images)
     actual = keras_layout_outputs(network, images)
-    # Keras names layers its own way (conv2d, conv2d_1, ...): pair them with the port's in order.
-    keras_names = [name for name in expected if name != "probs"]
-    port_names = keras_layer_names(network)
-    if len(keras_names) != len(port_names):
-        raise UserError(f"{model_path}: {len(keras_names)} layers, the port has {len(port_names)}")
-    pairs = {f"{p}" if k == p else f"{p} ({k})": (expected[k], actual[p]) for k, p in zip(keras_names, port_names)}
-    pairs["probs"] = (expected["probs"], actual["dense2"])
-    rows = compare_pairs(pairs, atol)
-    same_class = float(np.mean(expected["probs"].argmax(1) == actual["dense2"].argmax(1)))
+    if list(expected) != list(actual):
+        raise UserError(f"{model_path}: Keras reports layers {', '.join(expected)}, the port {', '.join(actual)}")
+    # The last layer's row compares the probabilities (Keras's softmax, the softmax of the port's logits).
+    rows = compare_pairs({name: (expected[name], actual[name]) for name in actual}, atol)
+    last = network.architecture.layers[-1].name
+    same_class = float(np.mean(expected[last].argmax(1) == actual[last].argmax(1)))
     ok = all_ok(rows) and same_class == 1.0
-    table = format_table(rows, f"{model_path}: {len(images)} CIFAR-10 test images")
-    return ok, f"{table}\nsame predicted class: {same_class:.2%}\nverdict: {'PASS' if ok else 'FAIL'}"
+    title = (f"{model_path}: architecture {network.architecture.name} ({network.architecture.fingerprint}), "
+             f"{len(images)} CIFAR-10 test images")
+    return ok, f"{format_table(rows, title)}\nsame predicted class: {same_class:.2%}\nverdict: {'PASS' if ok else 'FAIL'}"
 
 
 @exits_cleanly_on_user_error

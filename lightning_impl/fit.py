@@ -115,7 +115,7 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
     """Fit (or carry on fitting), save, reload and test; returns metrics.json's content."""
     t = config.training
     L.seed_everything(t.seed, verbose=False)
-    module = CifarClassifier(dropout=t.dropout, learning_rate=t.learning_rate, rho=t.rho,
+    module = CifarClassifier(architecture=config.architecture.to_dict(), learning_rate=t.learning_rate, rho=t.rho,
                              epsilon=t.epsilon, num_classes=config.dataset.num_classes)
     history = HistoryWriter(run_dir)
     # StopOnNonFiniteLoss first: a bad epoch stops before it is recorded.
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     datamodule = Cifar10DataModule(args.data_dir, t.batch_size, t.validation_split, t.seed, subset)
     datamodule.prepare_data()  # bad data fails here, before a run folder exists
     if args.resume is None and not started_by_launcher():
-        run_dir = runs.new_run_dir(args.out, FRAMEWORK, t.variant)
+        run_dir = runs.new_run_dir(args.out, FRAMEWORK, config.variant, config.architecture.name)
         runs.write_config(run_dir, config.to_dict())
         runs.write_launch(run_dir, subset, asdict(flags))
         os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the processes DDP starts

@@ -3,6 +3,9 @@
 Every comparison goes through `assert_close`, which checks every named array and, on failure,
 prints one per-layer table (layer, shape, largest absolute and relative difference, where,
 tolerance, ok), so the first layer that differs is obvious.
+
+The architecture-dependent checks run over `ARCHITECTURES`: the tutorial's two networks and the two
+example variants in configs/, each read from its YAML description.
 """
 from __future__ import annotations
 
@@ -13,11 +16,27 @@ import numpy as np
 import pytest
 import torch
 
+from cifar_common.architecture import Architecture
+from cifar_common.config import CONFIG_DIR, load_config
 from cifar_common.discrepancy import all_ok, compare_pairs, format_table
 from keras_reference.inspect_model import layer_outputs
 from keras_reference.model import build_model, weight_arrays
 from lightning_impl.convert import load_keras_arrays
 from lightning_impl import network as port
+
+TUTORIAL = ("baseline", "dropout")
+VARIANTS = ("variant_batchnorm", "variant_small")
+ARCHITECTURES = TUTORIAL + VARIANTS  # config names in configs/
+VARIANT_IMAGES = 64  # the variants are checked on fewer images: the suite's time budget
+
+
+def architecture(config_name: str) -> Architecture:
+    """The architecture a config in configs/ describes."""
+    return load_config(CONFIG_DIR / f"{config_name}.yaml").architecture
+
+
+def images_for(config_name: str, images: np.ndarray) -> np.ndarray:
+    return images if config_name in TUTORIAL else images[:VARIANT_IMAGES]
 
 
 def assert_close(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], atol: float, rtol: float = 0.0,
@@ -28,11 +47,12 @@ def assert_close(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], atol: float
         pytest.fail("\n" + format_table(rows, title), pytrace=False)
 
 
-def keras_and_port(dropout: bool, seed: int = 42) -> tuple[keras.Model, port.CifarCNN]:
-    """A freshly initialised Keras model and a port network holding exactly its weights."""
+def keras_and_port(config_name: str, seed: int = 42) -> tuple[keras.Model, port.CifarCNN]:
+    """A freshly initialised Keras model of a config's architecture and a port network holding its weights."""
     keras.utils.set_random_seed(seed)
-    model = build_model(dropout)
-    network = port.CifarCNN(dropout)
+    described = architecture(config_name)
+    model = build_model(described)
+    network = port.CifarCNN(described)
     load_keras_arrays(network, weight_arrays(model))
     return model, network
 
@@ -42,14 +62,14 @@ def nchw(images_nhwc: np.ndarray) -> torch.Tensor:
 
 
 def port_layer_outputs(network: port.CifarCNN, images_nhwc: np.ndarray) -> dict[str, np.ndarray]:
-    """The port's per-layer outputs in Keras's layout, plus `probs`."""
-    arrays = port.keras_layout_outputs(network, images_nhwc)
-    arrays["probs"] = arrays["dense2"]
-    return arrays
+    """The port's per-layer outputs in Keras's layout; the last layer's are the probabilities."""
+    return port.keras_layout_outputs(network, images_nhwc)
 
 
 def keras_layer_outputs(model: keras.Model, images_nhwc: np.ndarray) -> dict[str, np.ndarray]:
-    """Keras's per-layer outputs in inference mode; its last layer already holds the probabilities."""
-    arrays = layer_outputs(model, images_nhwc)
-    arrays["probs"] = arrays[model.layers[-1].name]
-    return arrays
+    """Keras's per-layer outputs in inference mode; its last layer holds the probabilities."""
+    return layer_outputs(model, images_nhwc)
+
+
+def probabilities(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    return outputs[list(outputs)[-1]]
