@@ -21,7 +21,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Union
 
 from cifar_common.errors import UserError
@@ -195,8 +197,8 @@ def last_activation(architecture: Architecture) -> str | None:
 
 
 LOSS_FOR_LAST_ACTIVATION = {
-    "linear": "CategoricalCrossentropy(from_logits=True), which the port's F.cross_entropy on logits equals",
-    "sigmoid": "binary_crossentropy per class (BCEWithLogitsLoss in PyTorch), not a softmax classifier's loss",
+    "linear": "CategoricalCrossentropy(from_logits=True) (what F.cross_entropy computes)",
+    "sigmoid": "binary_crossentropy per class (BCEWithLogitsLoss in PyTorch)",
 }
 
 
@@ -212,11 +214,11 @@ def validate(architecture: Architecture, input_shape: tuple[int, int, int], num_
     activation = last_activation(architecture)
     if activation != "softmax":
         last = architecture.layers[-1]
-        hint = LOSS_FOR_LAST_ACTIVATION.get(activation, "no loss that this project trains with")
+        loss = LOSS_FOR_LAST_ACTIVATION.get(activation, "no loss this project trains with")
         raise UserError(
-            f"{source}: the last layer {last.name} ({type(last).__name__}) must end in softmax, as "
-            f"categorical_crossentropy on a softmax is what both sides train with; "
-            f"its activation is {activation!r}, for which {hint} would match")
+            f"{source}: the last layer {last.name} ({type(last).__name__}) has activation {activation!r}; "
+            f"the loss that would match it is {loss}, but both sides train with categorical_crossentropy "
+            f"on a softmax: end the model with softmax")
     shapes = output_shapes(architecture, input_shape, source)
     if shapes[-1] != (num_classes,):
         raise UserError(f"{source}: the output has shape {shapes[-1]}, but the data have {num_classes} classes")
@@ -458,8 +460,9 @@ def layer_from_keras(entry: dict[str, Any], source: str) -> Layer:
                 raise UserError(f"{at}: option {key}={_comparable(key, value)!r} is not supported "
                                 f"(the port supports only {key}={REQUIRED[required_key]!r})")
         elif value is not None:  # regularizers, constraints, LoRA, quantization...: only when off
-            raise UserError(f"{at}: option {key}={value!r} is not supported (only {key}=None is); "
-                            f"it would change training, and the port does not reproduce it")
+            shown = value.get("class_name", value) if isinstance(value, dict) else value
+            raise UserError(f"{at}: option {key}={shown!r} is not supported (only {key}=None is): it "
+                            f"changes training, and the port does not reproduce it")
     return make_layer(kind, options, source)
 
 
@@ -486,3 +489,25 @@ def architecture_from_keras_config(config: dict[str, Any], source: str) -> tuple
     entries = [entry for entry in body.get("layers", []) if entry.get("class_name") != "InputLayer"]
     layers = tuple(layer_from_keras(entry, source) for entry in entries)
     return Architecture(str(body.get("name", "keras_model")), layers), input_shape_from_keras(config, source)
+
+
+def unreadable_keras_file(path: Path, error: Exception) -> UserError:
+    return UserError(f"{path}: not a readable .keras file ({type(error).__name__}: {error}); "
+                     f"save the model with model.save('name.keras') under Keras 3")
+
+
+def read_keras_config(path: str | Path) -> dict[str, Any]:
+    """The `config.json` of a `.keras` file (a zip), read without Keras."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (zipfile.BadZipFile, KeyError, OSError, json.JSONDecodeError) as error:
+        raise unreadable_keras_file(path, error) from None
+
+
+def architecture_of_keras_file(path: str | Path) -> tuple[Architecture, tuple[int, ...]]:
+    """The architecture a `.keras` file describes, with its input shape; refuses what is outside the family."""
+    return architecture_from_keras_config(read_keras_config(path), str(path))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,9 @@ def validate(config: RunConfig, source: str) -> RunConfig:
         raise UserError(f"{source}: setting 'training.rho' must be in [0, 1), got {t.rho}")
     if t.seed < 0:
         raise UserError(f"{source}: setting 'training.seed' must be non-negative, got {t.seed}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", config.architecture.name):
+        raise UserError(f"{source}: architecture name {config.architecture.name!r} must be letters, digits, "
+                        f"'_', '.' or '-' (it names run folders)")
     d = config.dataset
     validate_architecture(config.architecture, (d.image_size, d.image_size, d.channels), d.num_classes,
                           f"{source}: architecture")
@@ -116,7 +120,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected the sections {', '.join(SECTIONS)}")
+        raise UserError(f"{path}: expected a mapping with the sections 'dataset' and 'training' "
+                        f"(and optionally 'architecture')")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise UserError(f"{path}: unknown section '{unknown[0]}' (known: {', '.join(SECTIONS)})")

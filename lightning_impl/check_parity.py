@@ -1,12 +1,13 @@
 """Check a trained Keras model against the Lightning port: per-layer table and a verdict.
 
-    python -m lightning_impl.check_parity MODEL.keras [--images 512] [--data-dir DIR]
+    python -m lightning_impl.check_parity MODEL.keras [MODEL.keras ...] [--images 512] [--data-dir DIR]
 
 Reads the architecture from the file's `config.json` and builds the port from it (any model of the
 family in docs/architectures.md; anything else exits 2 naming the layer and option, before any
 check), loads the file's weights into it (h5py, no TensorFlow here), runs Keras on the same real
 test images in its own process, compares every layer's output (by the file's layer names) and the
-probabilities, prints the discrepancy table and exits 0 when all agree within tolerance, 1 when not.
+probabilities, prints the discrepancy table of each file and exits 0 when all agree within
+tolerance, 1 when not.
 """
 from __future__ import annotations
 
@@ -18,33 +19,39 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_common.architecture import validate
+from cifar_common.architecture import architecture_of_keras_file, validate
 from cifar_common.cli import positive_int
 from cifar_common.config import DatasetConfig
 from cifar_common.data import load_cifar10, to_unit_float
 from cifar_common.discrepancy import all_ok, compare_pairs, format_table
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
-from lightning_impl.convert import architecture_of_keras_file, load_keras_file
+from lightning_impl.convert import load_keras_file
 from lightning_impl.network import CifarCNN, keras_layout_outputs
 
 ACTIVATION_ATOL = 1e-5  # float32 forward passes of the same weights (measured ~2e-7, README)
 
 
-def keras_outputs(model_path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Keras's per-layer outputs, computed in a subprocess so TensorFlow never meets torch here."""
+def keras_outputs(model_paths: list[Path], images: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Keras's per-layer outputs of each model, computed in one subprocess so TensorFlow never meets
+    torch here (and starts once however many models are checked)."""
     with tempfile.TemporaryDirectory() as tmp:
-        images_path, out_path = Path(tmp) / "images.npz", Path(tmp) / "outputs.npz"
+        images_path, out_dir = Path(tmp) / "images.npz", Path(tmp)
         np.savez(images_path, images=images)
-        result = subprocess.run([sys.executable, "-m", "keras_reference.inspect_model", str(model_path),
-                                 str(images_path), str(out_path)], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "keras_reference.inspect_model", str(images_path),
+                                 str(out_dir), *map(str, model_paths)], capture_output=True, text=True)
         if result.returncode != 0:
-            raise UserError(f"Keras could not run {model_path}:\n{result.stderr[-1500:]}")
-        with np.load(out_path) as npz:
-            return {key: npz[key] for key in npz.files}
+            raise UserError(f"Keras could not run {', '.join(map(str, model_paths))}:\n{result.stderr[-1500:]}")
+        outputs = []
+        for index in range(len(model_paths)):
+            with np.load(out_dir / f"{index}.npz") as npz:
+                outputs.append({key: npz[key] for key in npz.files})
+        return outputs
 
 
 def port_for(model_path: Path, dataset: DatasetConfig = DatasetConfig()) -> CifarCNN:
     """The port built from the file's own architecture, holding the file's weights."""
+    if not model_path.is_file():
+        raise UserError(f"{model_path}: no such file")
     architecture, input_shape = architecture_of_keras_file(model_path)
     expected = (dataset.image_size, dataset.image_size, dataset.channels)
     if input_shape != expected:
@@ -56,9 +63,9 @@ def port_for(model_path: Path, dataset: DatasetConfig = DatasetConfig()) -> Cifa
     return network
 
 
-def check(model_path: Path, images: np.ndarray, atol: float = ACTIVATION_ATOL) -> tuple[bool, str]:
-    network = port_for(model_path)
-    expected = keras_outputs(model_path, images)
+def compare(model_path: Path, network: CifarCNN, expected: dict[str, np.ndarray], images: np.ndarray,
+            atol: float = ACTIVATION_ATOL) -> tuple[bool, str]:
+    """The per-layer table of one model and its verdict."""
     actual = keras_layout_outputs(network, images)
     if list(expected) != list(actual):
         raise UserError(f"{model_path}: Keras reports layers {', '.join(expected)}, the port {', '.join(actual)}")
@@ -72,19 +79,27 @@ def check(model_path: Path, images: np.ndarray, atol: float = ACTIVATION_ATOL) -
     return ok, f"{format_table(rows, title)}\nsame predicted class: {same_class:.2%}\nverdict: {'PASS' if ok else 'FAIL'}"
 
 
+def check(model_paths: list[Path], networks: list[CifarCNN], images: np.ndarray,
+          atol: float = ACTIVATION_ATOL) -> list[tuple[bool, str]]:
+    """Each file's table and verdict, against the ports built from the files."""
+    return [compare(path, network, expected, images, atol)
+            for path, network, expected in zip(model_paths, networks, keras_outputs(model_paths, images))]
+
+
 @exits_cleanly_on_user_error
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lightning_impl.check_parity", description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="a trained Keras model saved as .keras")
+    parser.add_argument("models", type=Path, nargs="+", metavar="MODEL", help="trained Keras models saved as .keras")
     parser.add_argument("--images", type=positive_int, default=512, help="test images to compare on (default: 512)")
     parser.add_argument("--data-dir", type=Path, default=None, help="cifar-10-batches-py folder (default: $CIFAR10_DIR)")
     args = parser.parse_args(argv)
-    if not args.model.is_file():
-        raise UserError(f"{args.model}: no such file")
+    # Every file is read and its port built first: one outside the family stops the command before
+    # anything is compared (nothing is half-checked).
+    networks = [port_for(path) for path in args.models]
     images = to_unit_float(load_cifar10(args.data_dir).x_test[:args.images])
-    ok, report = check(args.model, images)
-    print(report)
-    return 0 if ok else 1
+    results = check(args.models, networks, images)
+    print("\n\n".join(report for _, report in results))
+    return 0 if all(ok for ok, _ in results) else 1
 
 
 if __name__ == "__main__":

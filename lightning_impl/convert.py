@@ -12,7 +12,6 @@ not by layer name, each holding its variables in creation order (`vars/0`, `vars
 """
 from __future__ import annotations
 
-import json
 import re
 import zipfile
 from pathlib import Path
@@ -22,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cifar_common.architecture import Architecture, architecture_from_keras_config, describe
+from cifar_common.architecture import (Architecture, architecture_from_keras_config, describe, read_keras_config,
+                                       unreadable_keras_file)
 from cifar_common.errors import UserError
 from lightning_impl.network import CifarCNN, KerasBatchNorm
 
@@ -103,35 +103,6 @@ def _snake_case(class_name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower().replace("2_d", "2d")
 
 
-def _open_keras_file(path: Path):
-    try:
-        return zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (zipfile.BadZipFile, OSError) as error:
-        raise _unreadable(path, error) from None
-
-
-def _unreadable(path: Path, error: Exception) -> UserError:
-    return UserError(f"{path}: not a readable .keras file ({type(error).__name__}: {error}); "
-                     f"save the model with model.save('name.keras') under Keras 3")
-
-
-def read_keras_config(path: str | Path) -> dict:
-    """The `config.json` of a `.keras` file."""
-    path = Path(path)
-    with _open_keras_file(path) as archive:
-        try:
-            return json.loads(archive.read("config.json"))
-        except (KeyError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as error:
-            raise _unreadable(path, error) from None
-
-
-def architecture_of_keras_file(path: str | Path) -> tuple[Architecture, tuple[int, ...]]:
-    """The architecture a `.keras` file describes, with its input shape; refuses what is outside the family."""
-    return architecture_from_keras_config(read_keras_config(path), str(path))
-
-
 def read_keras_file(path: str | Path, network: CifarCNN) -> dict[str, np.ndarray]:
     """The variables of a `.keras` file, keyed by the port's layer names (layers matched in order).
 
@@ -141,12 +112,11 @@ def read_keras_file(path: str | Path, network: CifarCNN) -> dict[str, np.ndarray
     config = read_keras_config(path)
     file_architecture, _ = architecture_from_keras_config(config, str(path))
     _check_same_architecture(file_architecture, network.architecture, path)
-    with _open_keras_file(path) as archive:
-        try:
-            with archive.open("model.weights.h5") as raw, h5py.File(raw, "r") as h5:
-                return _arrays_from_h5(config, h5, network, path)
-        except (KeyError, OSError, zipfile.BadZipFile) as error:
-            raise _unreadable(path, error) from None
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as raw, h5py.File(raw, "r") as h5:
+            return _arrays_from_h5(config, h5, network, path)
+    except (KeyError, OSError, zipfile.BadZipFile) as error:
+        raise unreadable_keras_file(path, error) from None
 
 
 def _check_same_architecture(file_architecture: Architecture, port: Architecture, path: Path) -> None:
