@@ -86,13 +86,14 @@ def load_keras_arrays(network: CifarCNN, arrays: dict[str, np.ndarray]) -> None:
     for name, module in network.named_children():
         for variable, tensor, _ in _variables(module):
             key = f"{name}/{variable}"
-            expected = to_keras_layout(name, variable, tensor.detach().cpu().numpy(), network).shape
+            current = tensor.detach().cpu().numpy()
+            expected = to_keras_layout(name, variable, current, network).shape
             if key not in arrays:
                 raise UserError(f"layer {name}: no {variable} in the Keras weights (found: {', '.join(sorted(arrays))})")
             if tuple(arrays[key].shape) != tuple(expected):
                 raise UserError(f"layer {name}: {variable} shape {tuple(arrays[key].shape)} in the Keras weights "
                                 f"does not match {tuple(expected)} in the port")
-            value = to_torch_layout(name, variable, np.asarray(arrays[key], dtype=np.float32), network)
+            value = to_torch_layout(name, variable, np.asarray(arrays[key], dtype=current.dtype), network)
             updates.append((tensor, np.ascontiguousarray(value)))
     with torch.no_grad():
         for tensor, value in updates:
