@@ -139,7 +139,7 @@ class Architecture:
 
     @property
     def variant(self) -> str:
-        """"dropout" when the network has Dropout layers, else "baseline" (the tutorial's two variants)."""
+        """`dropout` when the network has Dropout layers, else `baseline` (the tutorial's two variants)."""
         return "dropout" if self.has_dropout else "baseline"
 
 
@@ -316,11 +316,12 @@ DENSE_DEFAULTS = {"units": REQUIRED_INT, "activation": "relu", "use_bias": True,
 COMPACT_KEYS = ("name", "conv_blocks", "head", "dense", "classes")
 
 
-def _with_activation(base: Layer, name: str, activation: str, batch_norm: bool, options: dict) -> list[Layer]:
+def _with_activation(cls: type, activation: str, batch_norm: bool, options: dict[str, Any]) -> list[Layer]:
     """A conv or dense layer, or with `batch_norm` the Keras idiom: linear layer, BatchNormalization, Activation."""
     if not batch_norm:
-        return [type(base)(**{**options, "activation": activation})]
-    return [type(base)(**{**options, "activation": "linear"}), BatchNormalization(f"{name}_bn"),
+        return [cls(**options, activation=activation)]
+    name = options["name"]
+    return [cls(**options, activation="linear"), BatchNormalization(f"{name}_bn"),
             Activation(f"{name}_{activation}", activation)]
 
 
@@ -362,7 +363,7 @@ def expand_compact(section: dict[str, Any], where: str) -> Architecture:
             options = {"name": conv_name, "filters": block["filters"], "kernel_size": block["kernel_size"],
                        "strides": block["strides"] if conv == 0 else (1, 1), "padding": block["padding"],
                        "use_bias": block["use_bias"]}
-            layers += _with_activation(Conv2D(**options), conv_name, block["activation"], block["batch_norm"], options)
+            layers += _with_activation(Conv2D, block["activation"], block["batch_norm"], options)
         if block["pool"] != "none":
             pool_cls = MaxPooling2D if block["pool"] == "max" else AveragePooling2D
             layers.append(pool_cls(next_name("pool"), block["pool_size"], block["pool_size"]))
@@ -373,7 +374,7 @@ def expand_compact(section: dict[str, Any], where: str) -> Architecture:
         spec = _settings(_mapping(raw, at), DENSE_DEFAULTS, at)
         dense_name = next_name("dense")
         options = {"name": dense_name, "units": spec["units"], "use_bias": spec["use_bias"]}
-        layers += _with_activation(Dense(**options), dense_name, spec["activation"], spec["batch_norm"], options)
+        layers += _with_activation(Dense, spec["activation"], spec["batch_norm"], options)
         layers += dropout(spec["dropout"])
     layers.append(Dense(next_name("dense"), classes, activation="softmax"))
     for layer in layers:

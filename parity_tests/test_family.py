@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from cifar_common import architecture as arch
+from cifar_common.config import TrainingConfig
 from cifar_common.data import to_unit_float
 from keras_reference.model import build_model, compile_model
-from cifar_common.config import TrainingConfig
 from lightning_impl import check_parity
 
 FAMILY_SEED = 2026
 RANDOM_MODELS = 3
-ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid", "linear", "softmax")
+
 
 
 def random_layers(rng: np.random.Generator, index: int) -> list:
@@ -39,7 +39,7 @@ def random_layers(rng: np.random.Generator, index: int) -> list:
             kernel = (int(rng.integers(1, 6)), int(rng.integers(1, 6)))
             strides = (int(rng.choice([1, 2])), int(rng.choice([1, 2]))) if size >= 8 else (1, 1)
             padding = str(rng.choice(["same", "valid"])) if size > 6 else "same"
-            layers += with_activation(arch.Conv2D, str(rng.choice(ACTIVATIONS)), filters=int(rng.integers(4, 17)),
+            layers += with_activation(arch.Conv2D, str(rng.choice(arch.ACTIVATIONS)), filters=int(rng.integers(4, 17)),
                                       kernel_size=kernel, strides=strides, padding=padding,
                                       use_bias=bool(rng.random() < 0.7))
             size = arch.output_shapes(arch.Architecture("probe", tuple(layers)), (32, 32, 3))[-1][0]
@@ -55,7 +55,7 @@ def random_layers(rng: np.random.Generator, index: int) -> list:
     else:
         layers.append(arch.GlobalAveragePooling2D(name("gap")))
     for _ in range(rng.integers(0, 3)):
-        layers += with_activation(arch.Dense, str(rng.choice(ACTIVATIONS)), units=int(rng.integers(8, 33)),
+        layers += with_activation(arch.Dense, str(rng.choice(arch.ACTIVATIONS)), units=int(rng.integers(8, 33)),
                                   use_bias=bool(rng.random() < 0.8))
         if rng.random() < 0.5:
             layers.append(arch.Dropout(name("dropout"), 0.5))
