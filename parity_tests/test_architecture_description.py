@@ -123,3 +123,14 @@ def test_both_fit_commands_train_a_described_variant(tmp_path):
     expected = {"name": "small", "fingerprint": architecture("variant_small").fingerprint}
     assert metrics["keras"]["architecture"] == metrics["lightning"]["architecture"] == expected
     assert metrics["keras"]["parameter_count"] == metrics["lightning"]["parameter_count"] == 44_586
+
+
+def test_description_and_describe_keras_import_neither_framework():
+    """The description, configs and describe_keras load without torch or TensorFlow (a fresh interpreter)."""
+    import subprocess
+    import sys
+    code = ("import sys, cifar_common.architecture, cifar_common.config, cifar_common.describe_keras; "
+            "bad = [m for m in ('torch', 'tensorflow', 'keras', 'lightning') if m in sys.modules]; "
+            "assert not bad, bad")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
