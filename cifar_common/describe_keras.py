@@ -34,7 +34,7 @@ def describe_file(model_path: Path, name: str | None = None) -> str:
     validate(config, str(model_path))
     header = (f"# The architecture of {model_path.name} ({architecture.fingerprint}), with the tutorial's "
               f"dataset and training settings.\n# Written by python -m cifar_common.describe_keras.\n")
-    return header + yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return header + yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
 
 
 @exits_cleanly_on_user_error
