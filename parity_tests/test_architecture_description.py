@@ -108,11 +108,12 @@ def test_describe_keras_writes_a_config_that_trains_the_same_network(tmp_path, c
     assert [layer.name for layer in config.architecture.layers][:3] == ["conv2d", "batch_normalization", "activation"]
 
 
-def test_both_fit_commands_train_a_described_variant(tmp_path):
+def test_both_fit_commands_train_a_described_variant(tmp_path, monkeypatch):
     """`fit --config variant.yaml` on each side: run folders named by the architecture, which metrics.json
     and config.yaml record (same name, fingerprint and trainable parameters on both sides)."""
     from keras_reference import fit as keras_fit
     from lightning_impl import fit as lightning_fit
+    monkeypatch.delenv(lightning_fit.RUN_DIR_ENV, raising=False)  # main sets it: undone after the test
     metrics = {}
     for framework, fit in (("keras", keras_fit), ("lightning", lightning_fit)):  # in-process: the suite's time
         assert fit.main(["--config", str(CONFIG_DIR / "variant_small.yaml"), "--subset", "64", "--epochs", "1",
