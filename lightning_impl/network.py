@@ -77,6 +77,8 @@ class KerasBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.to(torch.promote_types(dtype, torch.float32))  # as Keras: statistics never in 16 bits
         shape = (1, -1) + (1,) * (x.ndim - 2)
         if self.training:
             axes = [0, *range(2, x.ndim)]
@@ -88,7 +90,7 @@ class KerasBatchNorm(nn.Module):
         else:
             mean, var = self.running_mean, self.running_var
         scale = torch.rsqrt(var + self.epsilon) * self.weight
-        return x * scale.view(shape) + (self.bias - mean * scale).view(shape)
+        return (x * scale.view(shape) + (self.bias - mean * scale).view(shape)).to(dtype)
 
     def extra_repr(self) -> str:
         return f"{len(self.weight)}, momentum={self.momentum} (Keras's meaning), epsilon={self.epsilon}"
