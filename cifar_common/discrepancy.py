@@ -3,6 +3,8 @@
 One row per named array pair: shape, largest absolute and relative difference, where the
 largest absolute difference sits, the tolerance and a verdict. NaNs are never hidden: an array
 with a NaN or an infinity fails its row. The first failing row is the answer a user needs.
+The relative difference is taken only where the reference is larger than the absolute tolerance
+(near zero it says nothing); a row with no such element shows "-".
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ class Row:
     name: str
     shape: tuple[int, ...]
     max_abs: float
-    max_rel: float
+    max_rel: float | None  # None: no reference value above atol
     where: tuple[int, ...]
     atol: float
     rtol: float
@@ -37,12 +39,11 @@ def compare_pair(name: str, a: np.ndarray, b: np.ndarray, atol: float, rtol: flo
     diff = np.abs(a - b)
     diff[~(np.isfinite(a) & np.isfinite(b))] = np.inf
     where = np.unravel_index(int(np.argmax(diff)), a.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):  # relative to the larger magnitude: finite at zeros
-        rel = np.where(diff == 0, 0.0, diff / np.maximum(np.abs(a), np.abs(b)))
+    significant = np.abs(a) > atol  # False at NaN: a non-finite reference shows in max_abs and the note
+    max_rel = float((diff[significant] / np.abs(a[significant])).max()) if significant.any() else None
     ok = non_finite == 0 and bool(np.all(diff <= atol + rtol * np.abs(a)))
     note = f"{non_finite} non-finite values" if non_finite else ""
-    return Row(name, a.shape, float(diff.max()), float(np.nanmax(rel)), tuple(int(i) for i in where),
-               atol, rtol, ok, note)
+    return Row(name, a.shape, float(diff.max()), max_rel, tuple(int(i) for i in where), atol, rtol, ok, note)
 
 
 def compare_pairs(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], atol: float,
@@ -51,15 +52,22 @@ def compare_pairs(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], atol: floa
 
 
 def format_table(rows: Iterable[Row], title: str = "") -> str:
+    """One aligned line per row, columns as wide as their longest entry (long layer names included)."""
     rows = list(rows)
-    header = f"{'layer':<16} {'shape':<18} {'max abs diff':>12} {'max rel diff':>12} {'where':<16} " \
-             f"{'atol':>8} {'rtol':>8}  ok"
+    header = ("layer", "shape", "max abs diff", "max rel diff", "where", "atol", "rtol", "ok")
+    cells = [(r.name, str(r.shape), f"{r.max_abs:.3e}", "-" if r.max_rel is None else f"{r.max_rel:.3e}",
+              str(r.where), f"{r.atol:.0e}", f"{r.rtol:.0e}", ("ok" if r.ok else "FAIL") + (f"  ({r.note})" if r.note else ""))
+             for r in rows]
+    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header) - 1)]
+    right = (False, False, True, True, False, True, True)  # numbers right-aligned
+
+    def line(values: tuple[str, ...]) -> str:
+        fitted = [v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)]
+        return "  ".join([*fitted, values[-1]])
+
     lines = [title] if title else []
-    lines += [header, "-" * len(header)]
-    for r in rows:
-        lines.append(f"{r.name:<16} {str(r.shape):<18} {r.max_abs:>12.3e} {r.max_rel:>12.3e} "
-                     f"{str(r.where):<16} {r.atol:>8.0e} {r.rtol:>8.0e}  {'ok' if r.ok else 'FAIL'}"
-                     + (f"  ({r.note})" if r.note else ""))
+    lines += [line(header), "-" * len(line(header))]
+    lines += [line(c) for c in cells]
     failing = [r.name for r in rows if not r.ok]
     lines.append(f"first difference beyond tolerance: {failing[0]}" if failing else "all within tolerance")
     return "\n".join(lines)

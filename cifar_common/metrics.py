@@ -41,7 +41,8 @@ def build_metrics(framework: str, config: RunConfig, *, parameter_count: int, tr
     t = config.training
     return {
         "framework": framework,
-        "variant": t.variant,
+        "architecture": {"name": config.architecture.name, "fingerprint": config.architecture.fingerprint},
+        "variant": config.variant,
         "seed": t.seed,
         "epochs": t.epochs,
         "parameter_count": int(parameter_count),

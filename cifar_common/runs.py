@@ -50,14 +50,16 @@ def new_folder(parent: str | Path, name: str) -> Path:
     raise UserError(f"could not create a new folder named {name} under {parent}")
 
 
-def new_run_dir(out: str | Path | None, framework: str, variant: str) -> Path:
-    """Create `OUT/<framework>-<variant>-<time>` with its plots/ folder."""
+def new_run_dir(out: str | Path | None, framework: str, variant: str, architecture: str = "tutorial") -> Path:
+    """Create `OUT/<framework>-<variant>-<time>` (the tutorial's network) or
+    `OUT/<framework>-<architecture>-<variant>-<time>` (any other), with its plots/ folder."""
+    prefix = f"{framework}-{variant}" if architecture == "tutorial" else f"{framework}-{architecture}-{variant}"
     try:
-        run_dir = new_folder(out if out is not None else DEFAULT_OUT,
-                             f"{framework}-{variant}-{time.strftime('%Y%m%d-%H%M%S')}")
-        (run_dir / "plots").mkdir()
+        run_dir = new_folder(out if out is not None else DEFAULT_OUT, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
     except UserError as error:
         raise UserError(f"--out: {error}") from None
+    try:
+        (run_dir / "plots").mkdir()
     except OSError as error:
         raise UserError(f"--out: cannot create {run_dir / 'plots'} ({error.strerror})") from None
     return run_dir

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from cifar_common.bench import Result, add_settings_flags, emit, images_per_second, peak_host_mib, \
     settings_from, synthetic_batch  # noqa: E402
-from cifar_common.config import TrainingConfig  # noqa: E402
+from cifar_common.config import TrainingConfig, tutorial_architecture  # noqa: E402
 from cifar_common.data import keras_validation_split, load_cifar10, to_unit_float  # noqa: E402
 from cifar_common.errors import exits_cleanly_on_user_error  # noqa: E402
 from keras_reference.model import build_model, compile_model  # noqa: E402
@@ -47,7 +47,7 @@ def speed(settings, dropout: bool) -> None:
     keras.utils.set_random_seed(settings.seed)
     images, labels = synthetic_batch(settings)
     one_hot = np.eye(10, dtype=np.float32)[labels]
-    model = compile_model(build_model(dropout), TrainingConfig(dropout=dropout))
+    model = compile_model(build_model(tutorial_architecture(dropout)), TrainingConfig())
 
     def train(n: int) -> None:
         for _ in range(n):
@@ -80,12 +80,12 @@ class EpochClock(keras.callbacks.Callback):
 
 def fit(batch_size: int, dropout: bool, data_dir: str | None, subset: int | None, epochs: int = 2) -> None:
     """The tutorial's `fit` (its split and shuffle), without the checkpoint callback or progress bar."""
-    training = TrainingConfig(dropout=dropout, batch_size=batch_size)
+    training = TrainingConfig(batch_size=batch_size)
     keras.utils.set_random_seed(training.seed)
     data = load_cifar10(data_dir).subset(subset)
     x_train = to_unit_float(data.x_train)
     y_train = keras.utils.to_categorical(data.y_train, 10)
-    model = compile_model(build_model(dropout), training)
+    model = compile_model(build_model(tutorial_architecture(dropout)), training)
     clock = EpochClock()
     model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, validation_split=training.validation_split,
               shuffle=True, verbose=0, callbacks=[clock])

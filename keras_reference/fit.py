@@ -4,7 +4,7 @@
     python -m keras_reference.fit --resume runs/keras-dropout-20261129-165251   # after a crash
 
 Steps, as in the tutorial: load CIFAR-10 and scale to [0, 1]; one-hot labels; build the
-conv 32-32 / 64-64 / 64-64 + dense 512 network; compile with RMSprop and categorical
+network the config describes (the tutorial's: conv 32-32 / 64-64 / 64-64 + dense 512); compile with RMSprop and categorical
 cross-entropy; `fit(batch_size=256, epochs=31, validation_split=0.3)`; plot the curves; save
 as `model.keras`, load it back and evaluate on the test set; plot 18 predictions and the
 confusion matrix. Expect about 0.78 test accuracy for the dropout variant after 31 epochs
@@ -31,7 +31,7 @@ from cifar_common.outputs import summary_line, write_results
 from cifar_common.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
 from keras_reference.callbacks import HistoryWriter, StopOnNonFiniteLoss
 from keras_reference.checkpoints import LAST, EpochCheckpoint, epochs_done, restore_seed_states, resume_checkpoint
-from keras_reference.model import build_model, compile_model
+from keras_reference.model import build_model, compile_model, parameter_count
 from keras_reference.tensorboard_callback import EpochTensorBoard
 
 FRAMEWORK = "keras"
@@ -52,7 +52,7 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
     y_test = keras.utils.to_categorical(data.y_test, config.dataset.num_classes)
 
     if resume is None:
-        model, done, rows = compile_model(build_model(t.dropout, config.dataset), t), 0, []
+        model, done, rows = compile_model(build_model(config.architecture, config.dataset), t), 0, []
         (run_dir / LAST.parent).mkdir()
     else:
         model, state = resume.content
@@ -78,7 +78,7 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
     # TensorFlow's 0 threads means "as many as the machine has cores".
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     metrics = build_metrics(
-        FRAMEWORK, config, parameter_count=model.count_params(), train_images=n_train,
+        FRAMEWORK, config, parameter_count=parameter_count(model.trainable_weights), train_images=n_train,
         test_images=len(x_test), test_loss=test_loss, test_accuracy=test_accuracy, history_rows=history.rows,
         fit_seconds=fit_seconds, epochs_fitted=t.epochs - done, threads=threads,
         versions={"numpy": np.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
@@ -95,7 +95,7 @@ def open_for_resume(run_dir: Path) -> tuple[RunConfig, int | None, Checkpoint]:
     if launch.get("trainer"):
         raise UserError(f"--resume {run_dir}: a Lightning run folder; resume it with python -m lightning_impl.fit")
     config = load_config(run_dir / "config.yaml")
-    checkpoint = resume_checkpoint(run_dir, build_model(config.training.dropout, config.dataset))
+    checkpoint = resume_checkpoint(run_dir, build_model(config.architecture, config.dataset))
     return config, launch["subset"], checkpoint
 
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         subset, checkpoint = args.subset, None
     data = load_cifar10(args.data_dir).subset(subset)
     if checkpoint is None:
-        run_dir = runs.new_run_dir(args.out, FRAMEWORK, config.training.variant)
+        run_dir = runs.new_run_dir(args.out, FRAMEWORK, config.variant, config.architecture.name)
         runs.write_config(run_dir, config.to_dict())
         runs.write_launch(run_dir, subset)
     try:

@@ -1,13 +1,15 @@
 """Per-layer outputs of a Keras model, in-process or as a subprocess for callers that hold torch.
 
-    python -m keras_reference.inspect_model MODEL.keras IMAGES.npz OUT.npz
+    python -m keras_reference.inspect_model IMAGES.npz OUT_DIR MODEL.keras [MODEL.keras ...]
 
-IMAGES.npz holds `images` (float32 NHWC in [0, 1]); OUT.npz gets one array per layer name (inference
-mode) and `probs`. Running Keras in its own process keeps TensorFlow away from torch for good.
+IMAGES.npz holds `images` (float32 NHWC in [0, 1]); OUT_DIR/<i>.npz, for the i-th model from 0, gets
+one array per layer, keyed by the layer's name, in order (inference mode; the last layer's output
+is the probabilities). Running Keras in its own process keeps TensorFlow away from torch for good.
 """
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,13 +23,12 @@ def layer_outputs(model: keras.Model, images: np.ndarray, batch_size: int = 256)
 
 
 def main(argv: list[str] | None = None) -> int:
-    model_path, images_path, out_path = argv if argv is not None else sys.argv[1:]
-    model = keras.models.load_model(model_path)
+    images_path, out_dir, *model_paths = argv if argv is not None else sys.argv[1:]
     with np.load(images_path) as npz:
         images = npz["images"]
-    outputs = layer_outputs(model, images)
-    outputs["probs"] = outputs[model.layers[-1].name]
-    np.savez(out_path, **outputs)
+    for index, model_path in enumerate(model_paths):
+        outputs = layer_outputs(keras.models.load_model(model_path), images)
+        np.savez(Path(out_dir) / f"{index}.npz", **outputs)
     return 0
 
 

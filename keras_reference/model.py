@@ -1,37 +1,24 @@
-"""The tutorial's network as a Keras `Sequential`, and its weights as plain arrays.
+"""The described network as a Keras `Sequential`, and its weights as plain arrays.
 
-Layer names are fixed (conv1 … conv6, pool1 … pool3, dropout1 … dropout4, flatten, dense1, dense2)
-so that both frameworks and the `.keras` file speak of the same layers.
+Each layer of the architecture description is the Keras layer of the same class, built with the
+description's options as its arguments and named as described, so both frameworks and the `.keras`
+file speak of the same layers (the tutorial's: conv1 ... conv6, pool1 ... pool3, dropout1 ...
+dropout4, flatten, dense1, dense2).
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
-from keras import layers
 
+from cifar_common.architecture import Architecture, layer_options
 from cifar_common.config import DatasetConfig, TrainingConfig
 
-CONV_BLOCKS = ((32, "conv1", "conv2", "pool1", "dropout1"),
-               (64, "conv3", "conv4", "pool2", "dropout2"),
-               (64, "conv5", "conv6", "pool3", "dropout3"))
-POOL_DROPOUT = 0.25
-DENSE_DROPOUT = 0.5
 
-
-def build_model(dropout: bool, dataset: DatasetConfig = DatasetConfig()) -> keras.Sequential:
+def build_model(architecture: Architecture, dataset: DatasetConfig = DatasetConfig()) -> keras.Sequential:
     shape = (dataset.image_size, dataset.image_size, dataset.channels)
-    stack: list[layers.Layer] = [keras.Input(shape=shape, name="image")]
-    for filters, conv_a, conv_b, pool, drop in CONV_BLOCKS:
-        stack += [layers.Conv2D(filters, 3, padding="same", activation="relu", name=conv_a),
-                  layers.Conv2D(filters, 3, padding="same", activation="relu", name=conv_b),
-                  layers.MaxPooling2D(2, name=pool)]
-        if dropout:
-            stack.append(layers.Dropout(POOL_DROPOUT, name=drop))
-    stack += [layers.Flatten(name="flatten"), layers.Dense(512, activation="relu", name="dense1")]
-    if dropout:
-        stack.append(layers.Dropout(DENSE_DROPOUT, name="dropout4"))
-    stack.append(layers.Dense(dataset.num_classes, activation="softmax", name="dense2"))
-    return keras.Sequential(stack, name="cifar10_cnn_dropout" if dropout else "cifar10_cnn")
+    stack = [keras.Input(shape=shape, name="image")]
+    stack += [getattr(keras.layers, type(spec).__name__)(**layer_options(spec)) for spec in architecture.layers]
+    return keras.Sequential(stack, name=architecture.name)
 
 
 def compile_model(model: keras.Model, training: TrainingConfig) -> keras.Model:
@@ -45,19 +32,25 @@ def compile_model(model: keras.Model, training: TrainingConfig) -> keras.Model:
     return model
 
 
+def parameter_count(weights) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
 def layer_table(model: keras.Model) -> list[dict]:
-    """One row per layer: name, kind, output shape (without the batch axis), parameter count, rate."""
+    """One row per layer: name, class, output shape (without the batch axis), trainable and other
+    parameters (BatchNormalization's moving statistics), dropout rate."""
     return [{
         "name": layer.name,
         "kind": type(layer).__name__,
         "output_shape": tuple(layer.output.shape[1:]),
-        "params": int(layer.count_params()),
+        "params": parameter_count(layer.trainable_weights),
+        "non_trainable": parameter_count(layer.non_trainable_weights),
         "rate": getattr(layer, "rate", None),
     } for layer in model.layers]
 
 
 def weight_arrays(model: keras.Model) -> dict[str, np.ndarray]:
-    """`{"conv1/kernel": (kh, kw, in, out), "conv1/bias": ..., "dense1/kernel": (in, out), ...}`."""
+    """`{"conv1/kernel": (kh, kw, in, out), "conv1/bias": ..., "bn/moving_mean": ..., ...}`, every variable."""
     arrays = {}
     for layer in model.layers:
         for variable in layer.weights:

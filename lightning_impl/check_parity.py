@@ -1,87 +1,105 @@
 """Check a trained Keras model against the Lightning port: per-layer table and a verdict.
 
-    python -m lightning_impl.check_parity MODEL.keras [--images 512] [--data-dir DIR]
+    python -m lightning_impl.check_parity MODEL.keras [MODEL.keras ...] [--images 512] [--data-dir DIR]
 
-Loads the `.keras` file's weights into the port (h5py, no TensorFlow here), runs Keras on the
-same real test images in its own process, compares every layer's output and the probabilities,
-prints the discrepancy table and exits 0 when all agree within tolerance, 1 when not.
+Reads the architecture from the file's `config.json` and builds the port from it (any model of the
+family in docs/architectures.md; anything else exits 2 naming the layer and option, before any
+check), loads the file's weights into it (h5py, no TensorFlow here), runs Keras on the same real
+test images in its own process, compares every layer's output (by the file's layer names) and the
+probabilities, prints the discrepancy table of each file and exits 0 when all agree within
+tolerance, 1 when not.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from cifar_common.architecture import architecture_of_keras_file, validate
 from cifar_common.cli import positive_int
+from cifar_common.config import DatasetConfig
 from cifar_common.data import load_cifar10, to_unit_float
 from cifar_common.discrepancy import all_ok, compare_pairs, format_table
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
 from lightning_impl.convert import load_keras_file
-from lightning_impl.network import CifarCNN, keras_layer_names, keras_layout_outputs
+from lightning_impl.network import CifarCNN, keras_layout_outputs
 
 ACTIVATION_ATOL = 1e-5  # float32 forward passes of the same weights (measured ~2e-7, README)
 
 
-def has_dropout(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            layers = json.loads(archive.read("config.json"))["config"]["layers"]
-    except (OSError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: not a readable .keras file ({type(error).__name__}: {error})") from None
-    return any(layer.get("class_name") == "Dropout" for layer in layers)
-
-
-def keras_outputs(model_path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Keras's per-layer outputs, computed in a subprocess so TensorFlow never meets torch here."""
+def keras_outputs(model_paths: list[Path], images: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Keras's per-layer outputs of each model, computed in one subprocess so TensorFlow never meets
+    torch here (and starts once however many models are checked)."""
     with tempfile.TemporaryDirectory() as tmp:
-        images_path, out_path = Path(tmp) / "images.npz", Path(tmp) / "outputs.npz"
+        images_path, out_dir = Path(tmp) / "images.npz", Path(tmp)
         np.savez(images_path, images=images)
-        result = subprocess.run([sys.executable, "-m", "keras_reference.inspect_model", str(model_path),
-                                 str(images_path), str(out_path)], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "keras_reference.inspect_model", str(images_path),
+                                 str(out_dir), *map(str, model_paths)], capture_output=True, text=True)
         if result.returncode != 0:
-            raise UserError(f"Keras could not run {model_path}:\n{result.stderr[-1500:]}")
-        with np.load(out_path) as npz:
-            return {key: npz[key] for key in npz.files}
+            raise UserError(f"Keras could not run {', '.join(map(str, model_paths))}:\n{result.stderr[-1500:]}")
+        outputs = []
+        for index in range(len(model_paths)):
+            with np.load(out_dir / f"{index}.npz") as npz:
+                outputs.append({key: npz[key] for key in npz.files})
+        return outputs
 
 
-def check(model_path: Path, images: np.ndarray, atol: float = ACTIVATION_ATOL) -> tuple[bool, str]:
-    network = CifarCNN(dropout=has_dropout(model_path))
+def port_for(model_path: Path, dataset: DatasetConfig = DatasetConfig()) -> CifarCNN:
+    """The port built from the file's own architecture, holding the file's weights."""
+    if not model_path.is_file():
+        raise UserError(f"{model_path}: no such file")
+    architecture, input_shape = architecture_of_keras_file(model_path)
+    expected = (dataset.image_size, dataset.image_size, dataset.channels)
+    if input_shape != expected:
+        raise UserError(f"{model_path}: input shape {input_shape}, but CIFAR-10 images are {expected} "
+                        f"(height, width, channels): the port is checked on real CIFAR-10 images")
+    validate(architecture, input_shape, dataset.num_classes, str(model_path))
+    network = CifarCNN(architecture, dataset)
     load_keras_file(model_path, network)
-    expected = keras_outputs(model_path, images)
+    return network
+
+
+def compare(model_path: Path, network: CifarCNN, expected: dict[str, np.ndarray], images: np.ndarray,
+            atol: float = ACTIVATION_ATOL) -> tuple[bool, str]:
+    """The per-layer table of one model and its verdict."""
     actual = keras_layout_outputs(network, images)
-    # Keras names layers its own way (conv2d, conv2d_1, ...): pair them with the port's in order.
-    keras_names = [name for name in expected if name != "probs"]
-    port_names = keras_layer_names(network)
-    if len(keras_names) != len(port_names):
-        raise UserError(f"{model_path}: {len(keras_names)} layers, the port has {len(port_names)}")
-    pairs = {f"{p}" if k == p else f"{p} ({k})": (expected[k], actual[p]) for k, p in zip(keras_names, port_names)}
-    pairs["probs"] = (expected["probs"], actual["dense2"])
-    rows = compare_pairs(pairs, atol)
-    same_class = float(np.mean(expected["probs"].argmax(1) == actual["dense2"].argmax(1)))
+    if list(expected) != list(actual):
+        raise UserError(f"{model_path}: Keras reports layers {', '.join(expected)}, the port {', '.join(actual)}")
+    # The last layer's row compares the probabilities (Keras's softmax, the softmax of the port's logits).
+    rows = compare_pairs({name: (expected[name], actual[name]) for name in actual}, atol)
+    last = network.architecture.layers[-1].name
+    same_class = float(np.mean(expected[last].argmax(1) == actual[last].argmax(1)))
     ok = all_ok(rows) and same_class == 1.0
-    table = format_table(rows, f"{model_path}: {len(images)} CIFAR-10 test images")
-    return ok, f"{table}\nsame predicted class: {same_class:.2%}\nverdict: {'PASS' if ok else 'FAIL'}"
+    title = (f"{model_path}: architecture {network.architecture.name} ({network.architecture.fingerprint}), "
+             f"{len(images)} CIFAR-10 test images")
+    return ok, f"{format_table(rows, title)}\nsame predicted class: {same_class:.2%}\nverdict: {'PASS' if ok else 'FAIL'}"
+
+
+def check(model_paths: list[Path], networks: list[CifarCNN], images: np.ndarray,
+          atol: float = ACTIVATION_ATOL) -> list[tuple[bool, str]]:
+    """Each file's table and verdict, against the ports built from the files."""
+    return [compare(path, network, expected, images, atol)
+            for path, network, expected in zip(model_paths, networks, keras_outputs(model_paths, images))]
 
 
 @exits_cleanly_on_user_error
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lightning_impl.check_parity", description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="a trained Keras model saved as .keras")
+    parser.add_argument("models", type=Path, nargs="+", metavar="MODEL", help="trained Keras models saved as .keras")
     parser.add_argument("--images", type=positive_int, default=512, help="test images to compare on (default: 512)")
     parser.add_argument("--data-dir", type=Path, default=None, help="cifar-10-batches-py folder (default: $CIFAR10_DIR)")
     args = parser.parse_args(argv)
-    if not args.model.is_file():
-        raise UserError(f"{args.model}: no such file")
+    # Every file is read and its port built first: one outside the family stops the command before
+    # anything is compared (nothing is half-checked).
+    networks = [port_for(path) for path in args.models]
     images = to_unit_float(load_cifar10(args.data_dir).x_test[:args.images])
-    ok, report = check(args.model, images)
-    print(report)
-    return 0 if ok else 1
+    results = check(args.models, networks, images)
+    print("\n\n".join(report for _, report in results))
+    return 0 if all(ok for ok, _ in results) else 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import io
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
@@ -20,6 +19,7 @@ from lightning.fabric.utilities.types import _PATH
 from cifar_common import runs
 from cifar_common.errors import UserError
 from cifar_common.resume import Checkpoint, checkpoint_to_resume, previous_version
+from lightning_impl.module import CifarClassifier, described_architecture
 
 LAST = Path("checkpoints") / "last.ckpt"
 
@@ -60,21 +60,29 @@ def network_mismatch(state_dict: Mapping[str, torch.Tensor], expected: Mapping[s
     return f"it has {extra[0]}, which this network lacks" if extra else None
 
 
-def settings_mismatch(saved: Mapping[str, Any], expected: Mapping[str, Any]) -> str | None:
-    """The first module setting (dropout, classes, ...) the checkpoint was made with that differs, or None."""
-    for name, value in expected.items():
-        if name in saved and saved[name] != value:
+def settings_mismatch(saved: Mapping[str, Any], module: CifarClassifier) -> str | None:
+    """The first module setting (the network, classes, ...) the checkpoint was made with that differs, or None.
+
+    Networks are compared by what they are (the architecture's fingerprint), so a checkpoint written
+    before architectures were data (`dropout=True`, no `architecture`) matches the same network today.
+    """
+    network = described_architecture(saved)
+    if network.fingerprint != module.architecture.fingerprint:
+        return (f"it holds the network {network.name} ({network.fingerprint}), this run has "
+                f"{module.architecture.name} ({module.architecture.fingerprint})")
+    for name, value in module.hparams.items():
+        if name not in ("architecture", "dropout") and name in saved and saved[name] != value:
             return f"it was made with {name}={saved[name]}, this run has {name}={value}"
     return None
 
 
-def checkpoint_loader(module: L.LightningModule):
+def checkpoint_loader(module: CifarClassifier):
     """`cifar_common.resume`'s loader for the port: epochs finished, refusing another network's checkpoint."""
     expected = module.state_dict()
 
     def load(path: Path) -> tuple[int, dict[str, Any]]:
         checkpoint = read_checkpoint(path)
-        mismatch = (settings_mismatch(checkpoint.get("hyper_parameters", {}), module.hparams)
+        mismatch = (settings_mismatch(checkpoint.get("hyper_parameters", {}), module)
                     or network_mismatch(checkpoint["state_dict"], expected))
         if mismatch:
             raise UserError(f"{path} is from another network or variant than config.yaml describes "
@@ -89,6 +97,6 @@ def epochs_done(path: Path) -> tuple[int, None]:
     return int(read_checkpoint(path)["epoch"]) + 1, None
 
 
-def resume_checkpoint(run_dir: Path, module: L.LightningModule) -> Checkpoint:
+def resume_checkpoint(run_dir: Path, module: CifarClassifier) -> Checkpoint:
     """The checkpoint `--resume run_dir` carries on from, checked against the network `module` is."""
     return checkpoint_to_resume(run_dir, run_dir / LAST, checkpoint_loader(module))

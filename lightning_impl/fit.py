@@ -119,7 +119,7 @@ def build_trainer(run_dir: Path, epochs: int, flags: TrainerFlags,
 
 def new_module(config: RunConfig) -> CifarClassifier:
     t = config.training
-    return CifarClassifier(dropout=t.dropout, learning_rate=t.learning_rate, rho=t.rho,
+    return CifarClassifier(architecture=config.architecture.to_dict(), learning_rate=t.learning_rate, rho=t.rho,
                            epsilon=t.epsilon, num_classes=config.dataset.num_classes)
 
 
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     datamodule = Cifar10DataModule(args.data_dir, t.batch_size, t.validation_split, t.seed, subset)
     datamodule.prepare_data()  # bad data fails here, before a run folder exists
     if args.resume is None and not started_by_launcher():
-        run_dir = runs.new_run_dir(args.out, FRAMEWORK, t.variant)
+        run_dir = runs.new_run_dir(args.out, FRAMEWORK, config.variant, config.architecture.name)
         runs.write_config(run_dir, config.to_dict())
         runs.write_launch(run_dir, subset, asdict(flags))
         os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the processes DDP starts

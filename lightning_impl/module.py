@@ -1,4 +1,4 @@
-"""The LightningModule: wraps `CifarCNN`, owns the steps, the Keras-exact RMSprop and the metrics.
+"""The LightningModule: wraps the described `CifarCNN`, owns the steps, the Keras-exact RMSprop and the metrics.
 
 Epoch metrics follow Keras: `loss` and `accuracy` are sample-weighted means over the epoch's
 training batches (dropout active, weights changing); `val_*` come from a pass in inference mode
@@ -6,23 +6,39 @@ after the epoch. Accuracy is micro (the share of right predictions), as Keras's 
 """
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from cifar_common.config import DatasetConfig
+from cifar_common.architecture import Architecture, parse_architecture
+from cifar_common.config import DatasetConfig, tutorial_architecture
 from lightning_impl.network import CifarCNN
 from lightning_impl.optim import KerasRMSprop
 
 
+def described_architecture(hparams: dict[str, Any]) -> Architecture:
+    """The network a module's (or a checkpoint's) hyperparameters describe, old checkpoints included."""
+    if hparams.get("architecture") is not None:
+        return parse_architecture(hparams["architecture"], "checkpoint architecture")
+    return tutorial_architecture(bool(hparams.get("dropout", False)))
+
+
 class CifarClassifier(L.LightningModule):
-    def __init__(self, dropout: bool = False, learning_rate: float = 0.001, rho: float = 0.9,
-                 epsilon: float = 1e-7, num_classes: int = 10, channels_last: bool = True):
+    """`architecture` is the description's explicit form (`Architecture.to_dict()`), kept in the
+    checkpoint's hyperparameters; without it, the tutorial's network (with dropout if `dropout`), which
+    is also how checkpoints written before architectures were data reload."""
+
+    def __init__(self, architecture: dict[str, Any] | None = None, dropout: bool = False,
+                 learning_rate: float = 0.001, rho: float = 0.9, epsilon: float = 1e-7, num_classes: int = 10,
+                 channels_last: bool = True):
         super().__init__()
         self.save_hyperparameters()
-        self.network = CifarCNN(dropout, DatasetConfig(num_classes=num_classes))
+        self.architecture = described_architecture(self.hparams)
+        self.network = CifarCNN(self.architecture, DatasetConfig(num_classes=num_classes))
         self.channels_last = channels_last
         if channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)

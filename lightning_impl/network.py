@@ -1,79 +1,186 @@
-"""The tutorial's network as a plain `nn.Module`, initialised the way Keras initialises it.
+"""The port's network, built by walking an architecture description, initialised as Keras initialises.
 
-Modules carry the Keras layer names (conv1 … dense2); each conv and dense1 is followed by a
-`<name>_relu` module, because Keras folds the activation into the layer. The network returns
-logits: softmax is applied when predicting, and the loss works on logits as TensorFlow's does.
+One module per Keras layer, named as the layer, so the weights, the per-layer outputs and the tables
+speak of the same layers as Keras. Where PyTorch's modules differ from Keras's layers the port
+uses its own (docs/architectures.md lists every difference):
+- `KerasConv2d` / `KerasDense` hold the activation Keras folds into the layer, and the conv pads the
+  way TensorFlow does ('same' with stride > 1 or an even kernel puts the extra pixel bottom/right);
+- `KerasBatchNorm` keeps Keras's epsilon and momentum meanings and updates the moving variance with
+  the biased batch variance, as Keras does (torch's BatchNorm uses the unbiased one).
+The network returns logits: the softmax of the last layer is applied when predicting, and the loss
+works on logits as TensorFlow's does.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from cifar_common import architecture as arch
 from cifar_common.config import DatasetConfig
+from cifar_common.errors import UserError
 
-CONV_BLOCKS = ((32, "conv1", "conv2", "pool1", "dropout1"),
-               (64, "conv3", "conv4", "pool2", "dropout2"),
-               (64, "conv5", "conv6", "pool3", "dropout3"))
-POOL_DROPOUT = 0.25
-DENSE_DROPOUT = 0.5
-DENSE_UNITS = 512
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+               "softmax": lambda: nn.Softmax(dim=1),  # Keras's softmax is over the last axis: channels
+               "linear": nn.Identity}
+
+
+class KerasConv2d(nn.Conv2d):
+    """Conv2D: TensorFlow's padding, then the convolution, then the layer's activation."""
+
+    def __init__(self, spec: arch.Conv2D, in_channels: int, in_size: tuple[int, int], activation: nn.Module):
+        pads = [arch.same_padding(in_size[i], spec.kernel_size[i], spec.strides[i]) if spec.padding == "same"
+                else (0, 0) for i in (0, 1)]
+        symmetric = all(before == after for before, after in pads)
+        super().__init__(in_channels, spec.filters, spec.kernel_size, spec.strides, bias=spec.use_bias,
+                         padding=tuple(before for before, _ in pads) if symmetric else 0)
+        # F.pad's order: left, right, top, bottom. Only where PyTorch's symmetric padding cannot say it.
+        self.asymmetric_pad = None if symmetric else (*pads[1], *pads[0])
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.asymmetric_pad is not None:
+            x = F.pad(x, self.asymmetric_pad)
+        return self.activation(super().forward(x))
+
+
+class KerasDense(nn.Linear):
+    """Dense: the affine map, then the layer's activation."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, activation: nn.Module):
+        super().__init__(in_features, out_features, bias=bias)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(super().forward(x))
+
+
+class KerasBatchNorm(nn.Module):
+    """BatchNormalization over the channel axis (dim 1), with Keras's arithmetic.
+
+    Training: normalise with the batch mean and biased variance, and update
+    moving = momentum * moving + (1 - momentum) * batch statistic, the variance biased as in Keras
+    (tf.nn.moments). Inference: the moving statistics. Both as tf.nn.batch_normalization computes:
+    x * (gamma / sqrt(var + epsilon)) + (beta - mean * gamma / sqrt(var + epsilon)).
+    Parameters and buffers carry torch's names (weight, bias, running_mean, running_var).
+    """
+
+    def __init__(self, features: int, momentum: float = 0.99, epsilon: float = 1e-3):
+        super().__init__()
+        self.momentum, self.epsilon = momentum, epsilon
+        self.weight = nn.Parameter(torch.ones(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+        self.register_buffer("running_mean", torch.zeros(features))
+        self.register_buffer("running_var", torch.ones(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.to(torch.promote_types(dtype, torch.float32))  # as Keras: statistics never in 16 bits
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        if self.training:
+            axes = [0, *range(2, x.ndim)]
+            mean = x.mean(dim=axes)
+            var = (x - mean.view(shape).detach()).square().mean(dim=axes)  # biased, as tf.nn.moments
+            with torch.no_grad():
+                self.running_mean.mul_(self.momentum).add_(mean, alpha=1.0 - self.momentum)
+                self.running_var.mul_(self.momentum).add_(var, alpha=1.0 - self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = torch.rsqrt(var + self.epsilon) * self.weight
+        return (x * scale.view(shape) + (self.bias - mean * scale).view(shape)).to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"{len(self.weight)}, momentum={self.momentum} (Keras's meaning), epsilon={self.epsilon}"
+
+
+class GlobalAveragePool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
 
 
 class CifarCNN(nn.Sequential):
-    def __init__(self, dropout: bool, dataset: DatasetConfig = DatasetConfig()):
+    """The described network; `architecture` is kept, so conversion and tables follow it."""
+
+    def __init__(self, architecture: arch.Architecture, dataset: DatasetConfig = DatasetConfig()):
+        input_shape = (dataset.image_size, dataset.image_size, dataset.channels)
+        shapes = arch.validate(architecture, input_shape, dataset.num_classes, f"architecture {architecture.name}")
         modules: OrderedDict[str, nn.Module] = OrderedDict()
-        channels = dataset.channels
-        for filters, conv_a, conv_b, pool, drop in CONV_BLOCKS:
-            for name in (conv_a, conv_b):
-                modules[name] = nn.Conv2d(channels, filters, 3, padding=1)  # 'same' for 3x3 stride 1
-                modules[f"{name}_relu"] = nn.ReLU()
-                channels = filters
-            modules[pool] = nn.MaxPool2d(2)
-            if dropout:
-                modules[drop] = nn.Dropout(POOL_DROPOUT)  # element-wise, like Keras (not Dropout2d)
-        side = dataset.image_size // 2 ** len(CONV_BLOCKS)
-        modules["flatten"] = nn.Flatten()
-        modules["dense1"] = nn.Linear(channels * side * side, DENSE_UNITS)
-        modules["dense1_relu"] = nn.ReLU()
-        if dropout:
-            modules["dropout4"] = nn.Dropout(DENSE_DROPOUT)
-        modules["dense2"] = nn.Linear(DENSE_UNITS, dataset.num_classes)
+        # PyTorch flattens NCHW in (C, H, W) order, Keras NHWC in (H, W, C): the outputs of flatten and of
+        # the element-wise layers after it are permuted for comparison (`flat_outputs`), and the Dense
+        # they feed has its kernel's input axis permuted on transfer (`flat_inputs`). Both map to (C, H, W).
+        flat_outputs: dict[str, tuple[int, int, int]] = {}
+        flat_inputs: dict[str, tuple[int, int, int]] = {}
+        feature_map = None
+        previous = input_shape
+        last = architecture.layers[-1]
+        for spec, shape in zip(architecture.layers, shapes):
+            if hasattr(nn.Sequential, spec.name):
+                raise UserError(f"layer name {spec.name!r} clashes with a PyTorch attribute; rename the layer")
+            # The last layer's softmax stays out of the network: it returns logits.
+            activation = ACTIVATIONS["linear" if spec is last else getattr(spec, "activation", "linear")]()
+            modules[spec.name] = build_module(spec, previous, activation)
+            if isinstance(spec, arch.Flatten):
+                feature_map = (previous[2], previous[0], previous[1])
+            if isinstance(spec, arch.Dense) and feature_map is not None:
+                flat_inputs[spec.name], feature_map = feature_map, None
+            elif feature_map is not None:
+                flat_outputs[spec.name] = feature_map
+            previous = shape
         super().__init__(modules)
-        self.dropout = dropout
-        self.feature_shape = (channels, side, side)  # what `flatten` flattens, in NCHW
+        self.architecture = architecture
+        self.flat_outputs, self.flat_inputs = flat_outputs, flat_inputs
         init_like_keras(self)
 
-    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self(images), dim=1)
+
+def build_module(spec: arch.Layer, input_shape: tuple[int, ...], activation: nn.Module) -> nn.Module:
+    """The PyTorch module of one described layer, given its input shape in Keras's layout."""
+    if isinstance(spec, arch.Conv2D):
+        return KerasConv2d(spec, input_shape[2], input_shape[:2], activation)
+    if isinstance(spec, arch.Dense):
+        return KerasDense(input_shape[0], spec.units, spec.use_bias, activation)
+    if isinstance(spec, arch.BatchNormalization):
+        return KerasBatchNorm(input_shape[-1], spec.momentum, spec.epsilon)
+    if isinstance(spec, arch.Activation):
+        return activation
+    if isinstance(spec, arch.MaxPooling2D):
+        return nn.MaxPool2d(spec.pool_size, spec.strides)  # 'valid': no padding, the remainder dropped
+    if isinstance(spec, arch.AveragePooling2D):
+        return nn.AvgPool2d(spec.pool_size, spec.strides)
+    if isinstance(spec, arch.GlobalAveragePooling2D):
+        return GlobalAveragePool()
+    if isinstance(spec, arch.Dropout):
+        return nn.Dropout(spec.rate)  # element-wise, like Keras (not Dropout2d)
+    if isinstance(spec, arch.Flatten):
+        return nn.Flatten()
+    raise TypeError(f"no PyTorch module for {type(spec).__name__}")
 
 
 def init_like_keras(network: nn.Module) -> None:
-    """Glorot-uniform kernels and zero biases (PyTorch's default is kaiming-uniform with random biases)."""
+    """Glorot-uniform kernels and zero biases (PyTorch's default is kaiming-uniform with random biases);
+    BatchNorm: gamma 1, beta 0, moving mean 0, moving variance 1 (the same on both sides)."""
     for module in network.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.xavier_uniform_(module.weight)
-            nn.init.zeros_(module.bias)
-
-
-def keras_layer_names(network: CifarCNN) -> list[str]:
-    """The Keras layers, in order (activations belong to the layer before them)."""
-    return [name for name, _ in network.named_children() if not name.endswith("_relu")]
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def layer_outputs(network: CifarCNN, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-    """Each Keras layer's output (conv and dense1 after their ReLU), for per-layer comparisons."""
+    """Each Keras layer's output (the last one as logits), for per-layer comparisons."""
     outputs: OrderedDict[str, torch.Tensor] = OrderedDict()
     x = images
     for name, module in network.named_children():
         x = module(x)
-        outputs[name.removesuffix("_relu")] = x
+        outputs[name] = x
     return outputs
 
 
 def layer_table(network: CifarCNN, dataset: DatasetConfig = DatasetConfig()) -> list[dict]:
-    """Name, kind, output shape (without batch, NCHW), parameters and dropout rate per Keras layer."""
+    """Per Keras layer: name, Keras class, output shape (without batch, NCHW), trainable and other
+    parameters (BatchNorm's moving statistics), dropout rate."""
     probe = torch.zeros(1, dataset.channels, dataset.image_size, dataset.image_size)
     was_training = network.training
     network.eval()
@@ -82,27 +189,28 @@ def layer_table(network: CifarCNN, dataset: DatasetConfig = DatasetConfig()) -> 
     network.train(was_training)
     modules = dict(network.named_children())
     return [{
-        "name": name,
-        "kind": type(modules[name]).__name__,
-        "output_shape": tuple(outputs[name].shape[1:]),
-        "params": sum(p.numel() for p in modules[name].parameters()),
-        "rate": getattr(modules[name], "p", None),
-    } for name in keras_layer_names(network)]
+        "name": spec.name,
+        "kind": type(spec).__name__,
+        "output_shape": tuple(outputs[spec.name].shape[1:]),
+        "params": sum(p.numel() for p in modules[spec.name].parameters()),
+        "non_trainable": sum(b.numel() for b in modules[spec.name].buffers()),
+        "rate": getattr(spec, "rate", None),
+    } for spec in network.architecture.layers]
 
 
-def to_keras_layout(name: str, activation: torch.Tensor, feature_shape: tuple[int, int, int]) -> torch.Tensor:
+def to_keras_layout(activation: torch.Tensor, flattened: tuple[int, int, int] | None) -> torch.Tensor:
     """A layer output in Keras's layout: NCHW maps to NHWC, and flatten's (C, H, W) order to (H, W, C)."""
     if activation.ndim == 4:
         return activation.permute(0, 2, 3, 1)
-    if name == "flatten":
-        return activation.reshape(len(activation), *feature_shape).permute(0, 2, 3, 1).reshape(len(activation), -1)
+    if flattened is not None:
+        return activation.reshape(len(activation), *flattened).permute(0, 2, 3, 1).reshape(len(activation), -1)
     return activation
 
 
-def keras_layout_outputs(network: CifarCNN, images_nhwc) -> OrderedDict[str, "np.ndarray"]:
+def keras_layout_outputs(network: CifarCNN, images_nhwc: np.ndarray) -> OrderedDict[str, np.ndarray]:
     """Per-layer outputs in inference mode, in Keras's layout and meaning, for comparison with Keras.
 
-    Keras's last Dense holds its softmax, so `dense2` here is the softmax of the port's logits.
+    Keras's last layer holds its softmax, so the last output here is the softmax of the port's logits.
     """
     images = torch.from_numpy(images_nhwc).permute(0, 3, 1, 2).contiguous()
     was_training = network.training
@@ -110,7 +218,7 @@ def keras_layout_outputs(network: CifarCNN, images_nhwc) -> OrderedDict[str, "np
     with torch.no_grad():
         outputs = layer_outputs(network, images)
     network.train(was_training)
-    arrays = OrderedDict((name, to_keras_layout(name, out, network.feature_shape).numpy())
-                         for name, out in outputs.items())
-    arrays["dense2"] = torch.softmax(outputs["dense2"], dim=1).numpy()
-    return arrays
+    last = network.architecture.layers[-1].name
+    outputs[last] = torch.softmax(outputs[last], dim=1)
+    return OrderedDict((name, to_keras_layout(out, network.flat_outputs.get(name)).numpy())
+                       for name, out in outputs.items())

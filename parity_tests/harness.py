@@ -3,9 +3,13 @@
 Every comparison goes through `assert_close`, which checks every named array and, on failure,
 prints one per-layer table (layer, shape, largest absolute and relative difference, where,
 tolerance, ok), so the first layer that differs is obvious.
+
+The architecture-dependent checks run over `ARCHITECTURES`: the tutorial's two networks and the two
+example variants in configs/, each read from its YAML description.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Mapping
 
 import keras
@@ -13,11 +17,31 @@ import numpy as np
 import pytest
 import torch
 
+from cifar_common.architecture import Architecture, Dropout
+from cifar_common.config import CONFIG_DIR, load_config
 from cifar_common.discrepancy import all_ok, compare_pairs, format_table
 from keras_reference.inspect_model import layer_outputs
 from keras_reference.model import build_model, weight_arrays
 from lightning_impl.convert import load_keras_arrays
 from lightning_impl import network as port
+
+TUTORIAL = ("baseline", "dropout")
+VARIANTS = ("variant_batchnorm", "variant_small")
+ARCHITECTURES = TUTORIAL + VARIANTS  # config names in configs/
+VARIANT_IMAGES = 64  # the variants are checked on fewer images: the suite's time budget
+
+
+def architecture(config_name: str, dropout: bool = True) -> Architecture:
+    """The architecture a config in configs/ describes; without its Dropout layers if not `dropout`
+    (training-mode comparisons: two frameworks cannot draw the same dropout masks)."""
+    described = load_config(CONFIG_DIR / f"{config_name}.yaml").architecture
+    if dropout:
+        return described
+    return Architecture(described.name, tuple(layer for layer in described.layers if not isinstance(layer, Dropout)))
+
+
+def images_for(config_name: str, images: np.ndarray) -> np.ndarray:
+    return images if config_name in TUTORIAL else images[:VARIANT_IMAGES]
 
 
 def assert_close(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], atol: float, rtol: float = 0.0,
@@ -28,11 +52,42 @@ def assert_close(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], atol: float
         pytest.fail("\n" + format_table(rows, title), pytrace=False)
 
 
-def keras_and_port(dropout: bool, seed: int = 42) -> tuple[keras.Model, port.CifarCNN]:
-    """A freshly initialised Keras model and a port network holding exactly its weights."""
+@contextlib.contextmanager
+def keras_dtype(dtype: str):
+    """Build Keras models in `dtype`. Keras layers take their dtype from the global dtype policy, which
+    is fixed from floatx the first time any layer is built: floatx alone does not switch a process that
+    has built a float32 model before (the source of float64 checks that once ran in float32)."""
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx("float32")
+        keras.config.set_dtype_policy("float32")
+
+
+def keras_and_port(config_name: str, seed: int = 42, dropout: bool = True,
+                   dtype: str = "float32") -> tuple[keras.Model, port.CifarCNN]:
+    """A freshly initialised Keras model of a config's architecture and a port network holding its weights
+    (both in `dtype`; build inside `keras_dtype(dtype)` for float64).
+
+    BatchNormalization's variables are drawn at random, as after training: at their initial values
+    (gamma 1, beta 0, moving mean 0, moving variance 1) a wrong mapping of them would go unseen.
+    """
     keras.utils.set_random_seed(seed)
-    model = build_model(dropout)
-    network = port.CifarCNN(dropout)
+    described = architecture(config_name, dropout)
+    model = build_model(described)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.gamma.assign(rng.uniform(0.5, 1.5, shape).astype(np.float32))
+            layer.beta.assign(rng.normal(0.0, 0.2, shape).astype(np.float32))
+            layer.moving_mean.assign(rng.normal(0.0, 0.2, shape).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.2, 2.0, shape).astype(np.float32))
+    if model.get_layer(index=0).dtype != dtype:
+        raise RuntimeError(f"the Keras model was built in {model.get_layer(index=0).dtype}, not {dtype}: use keras_dtype")
+    network = port.CifarCNN(described).to(getattr(torch, dtype))
     load_keras_arrays(network, weight_arrays(model))
     return model, network
 
@@ -42,14 +97,14 @@ def nchw(images_nhwc: np.ndarray) -> torch.Tensor:
 
 
 def port_layer_outputs(network: port.CifarCNN, images_nhwc: np.ndarray) -> dict[str, np.ndarray]:
-    """The port's per-layer outputs in Keras's layout, plus `probs`."""
-    arrays = port.keras_layout_outputs(network, images_nhwc)
-    arrays["probs"] = arrays["dense2"]
-    return arrays
+    """The port's per-layer outputs in Keras's layout; the last layer's are the probabilities."""
+    return port.keras_layout_outputs(network, images_nhwc)
 
 
 def keras_layer_outputs(model: keras.Model, images_nhwc: np.ndarray) -> dict[str, np.ndarray]:
-    """Keras's per-layer outputs in inference mode; its last layer already holds the probabilities."""
-    arrays = layer_outputs(model, images_nhwc)
-    arrays["probs"] = arrays[model.layers[-1].name]
-    return arrays
+    """Keras's per-layer outputs in inference mode; its last layer holds the probabilities."""
+    return layer_outputs(model, images_nhwc)
+
+
+def probabilities(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    return outputs[list(outputs)[-1]]

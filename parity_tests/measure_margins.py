@@ -3,6 +3,7 @@
     CIFAR10_DIR=... python -m parity_tests.measure_margins
 
 Uses the same helpers and inputs as the tests; the tests assert the tolerances, this prints the margins.
+Every largest difference is NaN-safe: a NaN anywhere prints as nan.
 """
 import torch  # noqa: F401  (before TensorFlow, see conftest.py)
 import torch._dynamo  # noqa: F401
@@ -14,23 +15,25 @@ from keras_reference.model import weight_arrays  # noqa: E402
 from lightning_impl.convert import to_keras_arrays  # noqa: E402
 from lightning_impl.optim import KerasRMSprop  # noqa: E402
 from parity_tests import test_lockstep, test_optimizer  # noqa: E402
-from parity_tests.harness import keras_and_port, keras_layer_outputs, port_layer_outputs  # noqa: E402
+from parity_tests.harness import (ARCHITECTURES, images_for, keras_and_port, keras_layer_outputs,  # noqa: E402
+                                  port_layer_outputs, probabilities)
 
 
 def largest(a: dict, b: dict) -> float:
-    return max(float(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)).max()) for k in a)
+    """The largest |a - b| over every key of `a`; NaN propagates (np.max, not Python's max)."""
+    return float(np.max([np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)).max() for k in a]))
 
 
 def main() -> None:
     cifar = load_cifar10()
-    images = to_unit_float(cifar.x_test[:512])
-    for dropout in (False, True):
-        model, network = keras_and_port(dropout)
+    test_images = to_unit_float(cifar.x_test[:512])
+    for config_name in ARCHITECTURES:
+        model, network = keras_and_port(config_name)
+        images = images_for(config_name, test_images)
         k, p = keras_layer_outputs(model, images), port_layer_outputs(network, images)
-        layers = {n: k[n] for n in k if n != "probs"}
-        print(f"forward dropout={dropout}: layers {largest(layers, p):.2e}, probs "
-              f"{largest({'probs': k['probs']}, p):.2e}, same class "
-              f"{np.mean(k['probs'].argmax(1) == p['probs'].argmax(1)):.4f}")
+        kp, pp = probabilities(k), probabilities(p)
+        print(f"forward {config_name} ({len(images)} images): layers {largest(k, p):.2e}, probs "
+              f"{largest({'probs': kp}, {'probs': pp}):.2e}, same class {np.mean(kp.argmax(1) == pp.argmax(1)):.4f}")
     rng = np.random.default_rng(7)
     start = [rng.uniform(-0.1, 0.1, s).astype(np.float32) for s in test_optimizer.SHAPES]
     grads = [[(rng.standard_normal(s) * 10.0 ** rng.uniform(-6, 0, s)).astype(np.float32)
@@ -45,7 +48,16 @@ def main() -> None:
         if step == 0:
             print(f"lockstep after 1 step: max parameter diff {largest(weight_arrays(model), to_keras_arrays(network)):.2e}")
         losses.append(abs(keras_loss - port_loss))
-    print(f"lockstep 10 steps: max loss diff {max(losses):.2e}")
+    print(f"lockstep 10 steps: max loss diff {float(np.max(losses)):.2e}")
+    for config_name in ("variant_batchnorm", "variant_small"):
+        for *_, model, network in test_lockstep.lockstep(cifar, test_lockstep.VARIANT_STEPS, config_name,
+                                                         test_lockstep.VARIANT_BATCH, test_lockstep.VARIANT_DTYPE):
+            pass
+        expected, actual = weight_arrays(model), to_keras_arrays(network)
+        moving = {k: v for k, v in expected.items() if k.endswith(test_lockstep.MOVING_STATISTICS)}
+        print(f"lockstep {config_name}, {test_lockstep.VARIANT_STEPS} {test_lockstep.VARIANT_DTYPE} steps: "
+              f"every variable {largest(expected, actual):.2e}"
+              + (f", moving statistics {largest(moving, actual):.2e}" if moving else ""))
 
 
 if __name__ == "__main__":

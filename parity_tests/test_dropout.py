@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from lightning_impl.network import CifarCNN
+from parity_tests.harness import architecture
 
 
 def port_dropout(rate: float):
-    network = CifarCNN(dropout=True)
+    network = CifarCNN(architecture("dropout"))
     name = "dropout1" if rate == 0.25 else "dropout4"
     return dict(network.named_children())[name]
 

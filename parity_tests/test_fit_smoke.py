@@ -196,8 +196,9 @@ def test_metrics_json_has_the_shared_fields(finished):
 def test_config_yaml_records_the_settings_used(finished):
     """config.yaml: the dropout config with the --epochs 1 override."""
     config = yaml.safe_load((finished.run_dir / "config.yaml").read_text())
-    assert set(config) == {"dataset", "training"}
-    assert config["training"]["dropout"] is True and config["training"]["epochs"] == 1
+    assert set(config) == {"dataset", "architecture", "training"}
+    assert config["architecture"]["name"] == "tutorial" and config["training"]["epochs"] == 1
+    assert [layer["rate"] for layer in config["architecture"]["layers"] if layer["layer"] == "Dropout"] == [0.25] * 3 + [0.5]
     assert config["training"]["batch_size"] == 256 and config["training"]["seed"] == 42
     assert config["training"]["validation_split"] == 0.3
 

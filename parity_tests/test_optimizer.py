@@ -40,7 +40,8 @@ def torch_steps(start, grads, make_optimizer) -> list[np.ndarray]:
 
 
 def largest_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+    """The largest |a - b| over every tensor; NaN if any difference is NaN (so every comparison with it fails)."""
+    return float(np.max([np.abs(x - y).max() for x, y in zip(a, b)]))
 
 
 def test_rmsprop_steps_match_keras(start_and_gradients):
