@@ -59,17 +59,20 @@ class Activation:
 
 
 @dataclass(frozen=True)
-class MaxPooling2D:
+class _Pooling2D:
     name: str
     pool_size: tuple[int, int] = (2, 2)
     strides: tuple[int, int] = (2, 2)  # Keras's None means pool_size; stored explicitly
 
 
 @dataclass(frozen=True)
-class AveragePooling2D:
-    name: str
-    pool_size: tuple[int, int] = (2, 2)
-    strides: tuple[int, int] = (2, 2)
+class MaxPooling2D(_Pooling2D):
+    pass
+
+
+@dataclass(frozen=True)
+class AveragePooling2D(_Pooling2D):
+    pass
 
 
 @dataclass(frozen=True)

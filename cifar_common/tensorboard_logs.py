@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cifar_common.architecture import parse_architecture
 from cifar_common.runs import HISTORY_COLUMNS
 
 LOG_DIR = "tensorboard"  # inside the run folder: a resumed run carries on in the same one
@@ -23,9 +24,14 @@ def log_dir(run_dir: str | Path) -> Path:
 
 
 def hyperparameters(settings: dict[str, Any], framework: str) -> dict[str, bool | int | float | str]:
-    """config.yaml's settings flattened to `training/epochs`-style names, plus the framework."""
+    """config.yaml's settings flattened to `training/epochs`-style names, plus the framework; the
+    network as its name and fingerprint (a list of layers is no hyperparameter TensorBoard can filter by)."""
     flat: dict[str, bool | int | float | str] = {"framework": framework}
     for section, values in settings.items():
+        if section == "architecture":
+            architecture = parse_architecture(values, "config.yaml architecture")
+            flat.update({"architecture/name": architecture.name, "architecture/fingerprint": architecture.fingerprint})
+            continue
         for name, value in values.items():
             flat[f"{section}/{name}"] = value
     return flat

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 
 from cifar_common import runs
@@ -158,14 +159,18 @@ def test_no_loadable_checkpoint_says_the_run_must_start_again(finished, tmp_path
 
 
 def test_checkpoint_of_another_variant_is_refused(finished, tmp_path, capsys):
+    from cifar_common.config import tutorial_architecture
     run_dir = interrupted_copy(finished, tmp_path)
-    config = run_dir / "config.yaml"
-    config.write_text(config.read_text().replace("dropout: true", "dropout: false"))
+    settings = yaml.safe_load((run_dir / "config.yaml").read_text())
+    dropout, baseline = tutorial_architecture(True), tutorial_architecture(False)
+    assert settings["architecture"] == dropout.to_dict()
+    settings["architecture"] = baseline.to_dict()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     assert lightning_fit.main(["--resume", str(run_dir)]) == 2
     (message,) = capsys.readouterr().err.strip().splitlines()
     assert message == (f"error: {run_dir / 'checkpoints' / 'last.ckpt'} is from another network or variant than "
-                       f"config.yaml describes (it was made with dropout=True, this run has dropout=False); "
-                       f"start a new run for it")
+                       f"config.yaml describes (it holds the network tutorial ({dropout.fingerprint}), this run has "
+                       f"tutorial ({baseline.fingerprint})); start a new run for it")
 
 
 @pytest.fixture
@@ -251,38 +256,38 @@ def test_keras_resume_uses_the_previous_checkpoint_or_says_start_again(tmp_path,
     from cifar_common.resume import checkpoint_to_resume
     from keras_reference.checkpoints import LAST, checkpoint_loader, save_checkpoint
     from keras_reference.model import build_model, compile_model
-    from cifar_common.config import TrainingConfig
-    model = compile_model(build_model(True), TrainingConfig(dropout=True))
+    from cifar_common.config import TrainingConfig, tutorial_architecture
+    model = compile_model(build_model(tutorial_architecture(True)), TrainingConfig())
     rows = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
     last = tmp_path / LAST
     last.parent.mkdir()
     save_checkpoint(model, last, 1, rows)
     save_checkpoint(model, last, 2, rows * 2)  # epoch 1's file is now last.previous.keras
     truncate(last)
-    found = checkpoint_to_resume(tmp_path, last, checkpoint_loader(build_model(True)))
+    found = checkpoint_to_resume(tmp_path, last, checkpoint_loader(build_model(tutorial_architecture(True))))
     assert found.epochs_done == 1 and found.content[1]["history"] == rows
     (warning,) = capsys.readouterr().err.strip().splitlines()
     assert warning.startswith("warning: checkpoints/last.keras is damaged or truncated (")
     with pytest.raises(UserError, match=r"last.previous.keras is from another network or variant than "
                                         r"config.yaml describes \(\('dropout1', 'Dropout', \(\)\) where "
                                         r"config.yaml has \('conv3', 'Conv2D'"):
-        checkpoint_to_resume(tmp_path, last, checkpoint_loader(build_model(False)))
+        checkpoint_to_resume(tmp_path, last, checkpoint_loader(build_model(tutorial_architecture(False))))
     truncate(last.with_name("last.previous.keras"))
     (tmp_path / "checkpoints" / "last.damaged.keras").rename(last)
     with pytest.raises(UserError, match="no earlier good checkpoint; the run must start again"):
-        checkpoint_to_resume(tmp_path, last, checkpoint_loader(build_model(True)))
+        checkpoint_to_resume(tmp_path, last, checkpoint_loader(build_model(tutorial_architecture(True))))
 
 
 def test_keras_checkpoint_write_that_fills_the_disk_keeps_the_last_good_one(tmp_path, monkeypatch):
     """`model.save` writes half of last.keras's temporary file, then ENOSPC: the epoch-1 file stays and loads."""
     import keras
-    from cifar_common.config import TrainingConfig
+    from cifar_common.config import TrainingConfig, tutorial_architecture
     from cifar_common.errors import WriteFailed
     from cifar_common.resume import with_carry_on_hint
     from keras_reference.checkpoints import LAST, epochs_done, read_checkpoint, save_checkpoint
     from keras_reference.fit import COMMAND
     from keras_reference.model import build_model, compile_model
-    model = compile_model(build_model(True), TrainingConfig(dropout=True))
+    model = compile_model(build_model(tutorial_architecture(True)), TrainingConfig())
     last = tmp_path / LAST
     last.parent.mkdir()
     save_checkpoint(model, last, 1, [])

@@ -24,6 +24,7 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
+from cifar_common.config import tutorial_architecture
 from cifar_common.data import ENV_VAR
 from cifar_common.runs import read_history
 
@@ -55,7 +56,8 @@ fit.main(sys.argv[1:])
 print("\n" + loaded())"""
 # The default baseline config with --epochs 2, as TensorBoard's HParams dashboard shows it.
 SETTINGS = {"dataset/num_classes": 10, "dataset/image_size": 32, "dataset/channels": 3,
-            "training/dropout": False, "training/epochs": 2, "training/batch_size": 256,
+            "architecture/name": "tutorial", "architecture/fingerprint": tutorial_architecture(False).fingerprint,
+            "training/epochs": 2, "training/batch_size": 256,
             "training/learning_rate": 0.001, "training/rho": 0.9, "training/epsilon": 1e-7,
             "training/validation_split": 0.3, "training/seed": 42}
 
