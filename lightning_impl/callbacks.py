@@ -6,7 +6,9 @@ Lightning keeps each callback's `state_dict` in the checkpoint, so a run resumed
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +97,32 @@ class ResumeHint(Callback):
         good = last_good(self.run_dir / LAST, epochs_done)
         if good is not None:
             print(f"\nstopped; {carry_on_hint(self.command, self.run_dir, good)}", file=sys.stderr)
+
+
+class CtrlC(Callback):
+    """Ctrl-C always stops the run. Python can lose a KeyboardInterrupt: when the signal is noticed
+    inside a finalizer (garbage collection), the exception is printed as "Exception ignored" and the
+    run carries on. The signal is remembered, and the next batch boundary raises it again, where
+    Lightning handles it (graceful shutdown, the resume hint, exit status 1)."""
+
+    def __init__(self):
+        self.pending = False
+        self.previous: Any = None
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._interrupt)
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        self.pending = True
+        raise KeyboardInterrupt
+
+    def _raise_if_lost(self, *_: Any) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_validation_batch_end = on_train_epoch_end = on_validation_epoch_end = _raise_if_lost
+
+    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)

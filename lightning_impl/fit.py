@@ -38,7 +38,7 @@ from cifar_common.metrics import build_metrics
 from cifar_common.errors import UserError, WriteFailed, exits_cleanly_on_user_error
 from cifar_common.outputs import summary_line, write_results
 from cifar_common.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
-from lightning_impl.callbacks import HistoryWriter, RandomState, ResumeHint, StopOnNonFiniteLoss
+from lightning_impl.callbacks import CtrlC, HistoryWriter, RandomState, ResumeHint, StopOnNonFiniteLoss
 from lightning_impl.checkpoint_io import LAST, AtomicCheckpointIO, epochs_done, resume_checkpoint
 from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.module import CifarClassifier
@@ -131,7 +131,7 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
     module = new_module(config)
     history = HistoryWriter(run_dir)
     # StopOnNonFiniteLoss first: a bad epoch stops before it is recorded.
-    callbacks = [StopOnNonFiniteLoss(), history, RandomState(), ResumeHint(run_dir, COMMAND)]
+    callbacks = [StopOnNonFiniteLoss(), history, RandomState(), ResumeHint(run_dir, COMMAND), CtrlC()]
     trainer = build_trainer(run_dir, t.epochs, flags, callbacks,
                             logger=EpochTensorBoardLogger(run_dir, config.to_dict(), FRAMEWORK))
     checkpoint = resume.path if resume is not None else None
