@@ -70,6 +70,11 @@ def group_key(run: RecordedRun) -> tuple[str, str, str, int]:
     return m["framework"], architecture_name(m), m["variant"], int(m["epochs"])
 
 
+def is_full_budget_tutorial(run: RecordedRun) -> bool:
+    """A 31-epoch run of the tutorial's network: the runs the verdicts and the report's figures use."""
+    return int(run.metrics["epochs"]) == FULL_EPOCHS and architecture_name(run.metrics) == TUTORIAL
+
+
 def late_val_accuracy(run: RecordedRun) -> float:
     return float(np.mean(run.history["val_accuracy"][-LATE_EPOCHS:]))
 

@@ -131,8 +131,7 @@ def build(reports_dir: Path = REPORTS_DIR, out: Path | None = None, figures: boo
 def overfitting_verdicts(recorded: Sequence[Recorded]) -> list[dict[str, Any]]:
     return [{"run": run.path.name, "framework": run.metrics["framework"], "variant": run.metrics["variant"],
              "signature": bands.overfitting_signature(run.history["val_loss"], run.history["loss"])}
-            for run in recorded if run.metrics["epochs"] == bands.FULL_EPOCHS
-            and bands.architecture_name(run.metrics) == bands.TUTORIAL]
+            for run in recorded if bands.is_full_budget_tutorial(run)]
 
 
 def fmt_interval(welch: dict[str, Any] | None) -> str:
