@@ -14,8 +14,10 @@ from cifar_common.architecture import Architecture, layer_options
 from cifar_common.config import DatasetConfig, TrainingConfig
 
 
-def build_model(architecture: Architecture, dataset: DatasetConfig = DatasetConfig()) -> keras.Sequential:
-    shape = (dataset.image_size, dataset.image_size, dataset.channels)
+def build_model(architecture: Architecture, dataset: DatasetConfig = DatasetConfig(),
+                input_shape: tuple[int, int, int] | None = None) -> keras.Sequential:
+    """The input is the dataset's square images, or `input_shape` (height, width, channels) when given."""
+    shape = input_shape or (dataset.image_size, dataset.image_size, dataset.channels)
     stack = [keras.Input(shape=shape, name="image")]
     stack += [getattr(keras.layers, type(spec).__name__)(**layer_options(spec)) for spec in architecture.layers]
     return keras.Sequential(stack, name=architecture.name)

@@ -17,7 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from cifar_common.architecture import Architecture, parse_architecture
 from cifar_common.config import DatasetConfig, tutorial_architecture
 from lightning_impl.network import CifarCNN
-from lightning_impl.optim import KerasRMSprop
+from lightning_impl.keras_optimizers import KerasRMSprop
 
 
 def described_architecture(hparams: dict[str, Any]) -> Architecture:

@@ -102,10 +102,12 @@ class GlobalAveragePool(nn.Module):
 
 
 class CifarCNN(nn.Sequential):
-    """The described network; `architecture` is kept, so conversion and tables follow it."""
+    """The described network; `architecture` is kept, so conversion and tables follow it. Its input is
+    the dataset's square images, or `input_shape` (height, width, channels) when given."""
 
-    def __init__(self, architecture: arch.Architecture, dataset: DatasetConfig = DatasetConfig()):
-        input_shape = (dataset.image_size, dataset.image_size, dataset.channels)
+    def __init__(self, architecture: arch.Architecture, dataset: DatasetConfig = DatasetConfig(),
+                 input_shape: tuple[int, int, int] | None = None):
+        input_shape = input_shape or (dataset.image_size, dataset.image_size, dataset.channels)
         shapes = arch.validate(architecture, input_shape, dataset.num_classes, f"architecture {architecture.name}")
         modules: OrderedDict[str, nn.Module] = OrderedDict()
         # PyTorch flattens NCHW in (C, H, W) order, Keras NHWC in (H, W, C): the outputs of flatten and of

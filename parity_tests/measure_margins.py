@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from cifar_common.data import load_cifar10, to_unit_float  # noqa: E402
 from keras_reference.model import weight_arrays  # noqa: E402
 from lightning_impl.convert import to_keras_arrays  # noqa: E402
-from lightning_impl.optim import KerasRMSprop  # noqa: E402
+from lightning_impl.keras_optimizers import KerasRMSprop  # noqa: E402
 from parity_tests import test_lockstep, test_optimizer  # noqa: E402
 from parity_tests.harness import (ARCHITECTURES, images_for, keras_and_port, keras_layer_outputs,  # noqa: E402
                                   port_layer_outputs, probabilities)

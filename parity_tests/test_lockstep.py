@@ -10,7 +10,7 @@ from cifar_common.data import to_unit_float
 from keras_reference.model import compile_model, weight_arrays
 from cifar_common.config import TrainingConfig
 from lightning_impl.convert import to_keras_arrays
-from lightning_impl.optim import KerasRMSprop
+from lightning_impl.keras_optimizers import KerasRMSprop
 from parity_tests.harness import assert_close, keras_and_port, keras_dtype, nchw
 
 ONE_STEP_ATOL = 1e-4  # the bound on every parameter after one step
