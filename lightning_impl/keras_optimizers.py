@@ -137,22 +137,24 @@ class KerasRMSprop(KerasOptimizer):
                                   "centered": centered, **common})
 
     def _update(self, param, grad, state, group, lr):
+        # The operations (addcmul, addcdiv) of this class's first version, which fit's runs were made
+        # with: float32 runs resume from their checkpoints bit for bit. Keras rounds in another order.
         rho = group["rho"]
         velocity = self._slot(state, "velocity", param)
-        velocity.mul_(rho).add_(torch.square(grad).mul_(1 - rho))
+        velocity.mul_(rho).addcmul_(grad, grad, value=1 - rho)
         if group["centered"]:
             average = self._slot(state, "average_gradient", param)
-            average.mul_(rho).add_(grad * (1 - rho))
+            average.mul_(rho).add_(grad, alpha=1 - rho)
             denominator = velocity - torch.square(average) + group["epsilon"]
         else:
             denominator = velocity + group["epsilon"]
-        increment = (lr * grad) / torch.sqrt(denominator)
+        denominator.sqrt_()
         if group["momentum"] > 0:
             momentum = self._slot(state, "momentum", param)
-            momentum.mul_(group["momentum"]).add_(increment)
+            momentum.mul_(group["momentum"]).addcdiv_(grad, denominator, value=float(lr))
             param.sub_(momentum)
         else:
-            param.sub_(increment)
+            param.addcdiv_(grad, denominator, value=-float(lr))
 
 
 class KerasAdam(KerasOptimizer):
