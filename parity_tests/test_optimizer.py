@@ -1,47 +1,18 @@
 """Optimizer: the port's RMSprop takes Keras's steps; torch.optim.RMSprop does not."""
-import keras
-import numpy as np
 import pytest
 import torch
 
 from lightning_impl.keras_optimizers import KerasRMSprop
+from parity_tests import lockstep_harness
+from parity_tests.lockstep_harness import keras_steps, largest_difference, torch_steps
 
-STEPS = 10
 PARAM_ATOL = 1e-6  # the issue's bound after 10 steps
-SHAPES = [(3, 3, 3, 32), (32,), (1024, 512), (10,)]
 
 
 @pytest.fixture(scope="module")
 def start_and_gradients():
     """Starting parameters and 10 gradient tensors per parameter, of very different sizes (1e-6 to 1)."""
-    rng = np.random.default_rng(7)
-    start = [rng.uniform(-0.1, 0.1, s).astype(np.float32) for s in SHAPES]
-    grads = [[(rng.standard_normal(s) * 10.0 ** rng.uniform(-6, 0, s)).astype(np.float32) for s in SHAPES]
-             for _ in range(STEPS)]
-    return start, grads
-
-
-def keras_steps(start, grads) -> list[np.ndarray]:
-    variables = [keras.Variable(p) for p in start]
-    optimizer = keras.optimizers.RMSprop(learning_rate=0.001, rho=0.9, epsilon=1e-7)
-    for step in grads:
-        optimizer.apply_gradients(zip([keras.ops.convert_to_tensor(g) for g in step], variables))
-    return [v.numpy() for v in variables]
-
-
-def torch_steps(start, grads, make_optimizer) -> list[np.ndarray]:
-    params = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in start]
-    optimizer = make_optimizer(params)
-    for step in grads:
-        for p, g in zip(params, step):
-            p.grad = torch.from_numpy(g.copy())
-        optimizer.step()
-    return [p.detach().numpy() for p in params]
-
-
-def largest_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    """The largest |a - b| over every tensor; NaN if any difference is NaN (so every comparison with it fails)."""
-    return float(np.max([np.abs(x - y).max() for x, y in zip(a, b)]))
+    return lockstep_harness.start_and_gradients()
 
 
 def test_rmsprop_steps_match_keras(start_and_gradients):
