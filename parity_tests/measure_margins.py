@@ -15,6 +15,7 @@ from keras_reference.model import weight_arrays  # noqa: E402
 from lightning_impl.convert import to_keras_arrays  # noqa: E402
 from lightning_impl.keras_optimizers import KerasRMSprop  # noqa: E402
 from parity_tests import lockstep_harness as steps  # noqa: E402
+from parity_tests import training_matrix  # noqa: E402
 from parity_tests.harness import (ARCHITECTURES, images_for, keras_and_port, keras_layer_outputs,  # noqa: E402
                                   port_layer_outputs, probabilities)
 
@@ -24,7 +25,35 @@ def largest(a: dict, b: dict) -> float:
     return float(np.max([np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)).max() for k in a]))
 
 
+def training_matrix_margins() -> None:
+    """Every optimizer option and loss form on the tiny model: the float64 margin over 5 steps (every loss,
+    gradient, variable, slot), the float32 first step's variables over their bound, the negative controls."""
+    import tempfile
+    from pathlib import Path
+
+    from cifar_common import training_parity as tp
+    from lightning_impl.stepping import keras_steps
+
+    with tempfile.TemporaryDirectory() as tmp:
+        matrix = training_matrix.cases(*training_matrix.save_tiny_model(Path(tmp)))
+        records = dict(zip(matrix, keras_steps(list(matrix.values()))))
+        for (name, dtype), case in matrix.items():
+            rows = training_matrix.compare_with_port(records[name, dtype], case)
+            if dtype == "float64":
+                worst = max(w.difference for row in rows for w in (row.loss, row.gradient, row.variable, row.slot) if w)
+                print(f"training {name} float64 5 steps: largest difference {worst:.1e}")
+            else:
+                first = rows[0].variable
+                print(f"training {name} float32 first step: {first.difference:.1e} at {first.name}, "
+                      f"{first.difference / first.tolerance:.3f} of its bound")
+        for name, make in training_matrix.NEGATIVE_CONTROLS.items():
+            rows = training_matrix.compare_with_port(records[name, "float64"], matrix[name, "float64"],
+                                                     training_matrix.TorchSetup(make))
+            print(f"negative control for {name}: torch's optimizer misses by {max(r.variable.difference for r in rows):.1e}")
+
+
 def main() -> None:
+    training_matrix_margins()
     cifar = load_cifar10()
     test_images = to_unit_float(cifar.x_test[:512])
     for config_name in ARCHITECTURES:
