@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_common.architecture import Architecture, architecture_of_keras_file, validate
+from cifar_common.architecture import Architecture, architecture_of_keras_file, output_shapes, validate
 from cifar_common.cli import positive_int
 from cifar_common.config import DatasetConfig
 from cifar_common.data import load_cifar10
@@ -63,7 +63,8 @@ def described(model_path: Path) -> tuple[Architecture, tuple[int, int, int], int
     architecture, input_shape = architecture_of_keras_file(model_path)
     if len(input_shape) != 3:
         raise UserError(f"{model_path}: input shape {input_shape}; the port takes images (height, width, channels)")
-    classes = getattr(architecture.layers[-1], "units", 0) if architecture.layers else 0
+    shapes = output_shapes(architecture, input_shape, str(model_path)) if architecture.layers else [(0,)]
+    classes = shapes[-1][0]
     validate(architecture, input_shape, classes, str(model_path))
     return architecture, input_shape, classes
 

@@ -41,7 +41,8 @@ def keras_records(tiny):
 
 def compare_case(keras_records, name: str, dtype: str, setup=None) -> list[tp.StepRow]:
     records, matrix = keras_records
-    return compare_with_port(records[name, dtype], matrix[name, dtype], setup)
+    return compare_with_port(records[name, dtype], matrix[name, dtype], setup,
+                             keras_float64_first=records.get((name, "float64-first"), [None])[0])
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZER_MATRIX))
@@ -131,9 +132,10 @@ def test_record_the_optimizer_matrix_on_the_configs_models(cifar, report_dir, tm
         model, _ = keras_and_port(config_name, dropout=False)
         model.save(tmp_path / f"{config_name}.keras")
         for name, optimizer in OPTIMIZER_MATRIX.items():
-            for dtype, steps in (("float64", 5), ("float32", 1)):
-                matrix[config_name, name, dtype] = StepCase(tmp_path / f"{config_name}.keras", inputs[dtype], optimizer,
-                                                            CCE, dtype, steps, BATCH)
+            for kind, dtype, steps, images in (("float64", "float64", 5, "float64"), ("float32", "float32", 1, "float32"),
+                                               ("float64-first", "float64", 1, "float32")):
+                matrix[config_name, name, kind] = StepCase(tmp_path / f"{config_name}.keras", inputs[images], optimizer,
+                                                           CCE, dtype, steps, BATCH)
     records = dict(zip(matrix, keras_steps(list(matrix.values()))))
     lines = ["# Training parity: every optimizer option on the configs' models", "",
              (f"Measured {datetime.date.today()} on {cpu_model()} "
@@ -141,16 +143,17 @@ def test_record_the_optimizer_matrix_on_the_configs_models(cifar, report_dir, tm
               f"(one Keras process for the matrix). Batch {BATCH}; Dropout off; BatchNorm statistics drawn at random."),
              "", ("float64: largest difference over 5 steps (every loss, gradient, variable, moving statistic, slot; "
                   f"bound {tp.FLOAT64_ATOL:g}). float32: first step, largest variable difference over its bound "
-                  "(1e-6 + 1e-3 x Keras's update; rounding-noise gradient elements judged in float64 only)."), "",
+                  "(1e-6 + 1e-3 x Keras's update; elements whose gradient is rounding noise or goes through a max-pooling tie are judged in float64 only)."), "",
              "| model | optimizer | float64 largest difference | where | float32 difference / bound | where | ok |",
              "|---|---|---:|---|---:|---|---|"]
     failures = []
-    for (config_name, name, dtype), case in matrix.items():
-        if dtype != "float64":
+    for (config_name, name, kind), case in matrix.items():
+        if kind != "float64":
             continue
         rows64 = compare_with_port(records[config_name, name, "float64"], case, classes=10)
         case32 = matrix[config_name, name, "float32"]
-        rows32 = compare_with_port(records[config_name, name, "float32"], case32, classes=10)
+        rows32 = compare_with_port(records[config_name, name, "float32"], case32, classes=10,
+                                   keras_float64_first=records[config_name, name, "float64-first"][0])
         worst64 = max((w for row in rows64 for w in (row.loss, row.gradient, row.variable, row.slot) if w),
                       key=lambda w: w.difference)
         first = rows32[0].variable

@@ -2,7 +2,7 @@
 family model to run them on, the port's side of each case and torch's own optimizers as negative
 controls. Used by test_training_parity.py and measure_margins."""
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -57,6 +57,8 @@ def cases(model, inputs) -> dict[tuple[str, str], StepCase]:
     for name, optimizer in OPTIMIZER_MATRIX.items():
         matrix[name, "float64"] = StepCase(model, inputs, optimizer, CCE, "float64", 5, BATCH)
         matrix[name, "float32"] = StepCase(model, inputs, optimizer, CCE, "float32", 1, BATCH)
+        # The float32 step taken in float64: which of its elements float32 can judge (training_parity).
+        matrix[name, "float64-first"] = StepCase(model, inputs, optimizer, CCE, "float64", 1, BATCH)
     for name, loss in LOSS_MATRIX.items():
         matrix[name, "float64"] = StepCase(model, inputs, OPTIMIZER_MATRIX["Adam"], loss, "float64", 5, BATCH)
     return matrix
@@ -91,15 +93,17 @@ def run_port(case: StepCase, setup, classes: int = CLASSES) -> tuple[list, dict]
         return port_steps(network, setup, npz["x"], npz["y"], case.batch_size, case.steps, case.dtype), start
 
 
-def compare_with_port(keras: list, case: StepCase, setup=None, classes: int = CLASSES) -> list[tp.StepRow]:
-    """The port's steps of a case (with the case's optimizer and loss, or `setup`), compared with Keras's."""
+def compare_with_port(keras: list, case: StepCase, setup=None, classes: int = CLASSES,
+                      keras_float64_first: dict | None = None) -> list[tp.StepRow]:
+    """The port's steps of a case (with the case's optimizer and loss, or `setup`), compared with Keras's;
+    for a float32 case, `keras_float64_first` is Keras's record of its first step in float64."""
     setup = setup or training_setup({"optimizer": case.optimizer, "loss": case.loss})
     port, start = run_port(case, setup, classes)
-    exact = None
-    if case.dtype == "float32":  # the same first step in float64, by the port (its float64 steps match Keras's)
-        exact_case = StepCase(case.model, case.inputs, case.optimizer, case.loss, "float64", 1, case.batch_size)
-        exact = run_port(exact_case, setup, classes)[0][0]
-    return tp.compare_steps(keras, port, start, case.dtype, exact)
+    float64_first = None
+    if case.dtype == "float32" and keras_float64_first is not None:
+        port64 = run_port(replace(case, dtype="float64", steps=1), setup, classes)[0][0]
+        float64_first = (keras_float64_first, port64)
+    return tp.compare_steps(keras, port, start, case.dtype, float64_first)
 
 
 @dataclass
