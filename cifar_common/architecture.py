@@ -99,11 +99,50 @@ class Dense:
     use_bias: bool = True
 
 
+@dataclass(frozen=True)
+class DepthwiseConv2D:
+    name: str
+    kernel_size: tuple[int, int] = (3, 3)
+    strides: tuple[int, int] = (1, 1)
+    padding: str = "same"  # TensorFlow's, as Conv2D's
+    depth_multiplier: int = 1  # output channels per input channel (channel c's outputs are c*m ... c*m + m - 1)
+    activation: str = "linear"
+    use_bias: bool = True
+
+
+@dataclass(frozen=True)
+class ZeroPadding2D:
+    name: str
+    padding: tuple[tuple[int, int], tuple[int, int]] = ((1, 1), (1, 1))  # ((top, bottom), (left, right))
+
+
+@dataclass(frozen=True)
+class ReLU:
+    name: str
+
+
+@dataclass(frozen=True)
+class Softmax:
+    name: str  # over the channels (Keras's axis -1)
+
+
+@dataclass(frozen=True)
+class Add:
+    name: str
+
+
+@dataclass(frozen=True)
+class Concatenate:
+    name: str
+    axis: int = -1  # the channels (NHWC's last axis); no other axis is supported
+
+
 Layer = Union[Conv2D, BatchNormalization, Activation, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
-              Dropout, Flatten, Dense]
+              Dropout, Flatten, Dense, DepthwiseConv2D, ZeroPadding2D, ReLU, Softmax, Add, Concatenate]
 LAYER_CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     Conv2D, BatchNormalization, Activation, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Dropout,
-    Flatten, Dense)}
+    Flatten, Dense, DepthwiseConv2D, ZeroPadding2D, ReLU, Softmax, Add, Concatenate)}
+MERGES = (Add, Concatenate)  # the layers that take several inputs
 PAIRS = ("kernel_size", "strides", "pool_size")  # (rows, columns); YAML and Keras may give one int
 
 
@@ -118,23 +157,56 @@ def describe(layer: Layer) -> str:
     return f"{type(layer).__name__}({options})"
 
 
+INPUT = "input"  # how `Architecture.inbound` names the model's input
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (also nested) as lists, so YAML and JSON stay plain."""
+    return [_plain(v) for v in value] if isinstance(value, tuple) else value
+
+
 @dataclass(frozen=True)
 class Architecture:
+    """`layers` in an order in which every layer comes after the layers feeding it, the output last.
+    `inbound` makes it a graph: per layer, the names of the layers whose outputs it takes (INPUT for
+    the model's input; Add and Concatenate take several). Empty for a chain, each layer fed by the one
+    before it (a Sequential); a graph that is a chain is stored as one, so it has the chain's fingerprint."""
     name: str
     layers: tuple[Layer, ...]
+    inbound: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        chain = tuple((self.layers[i - 1].name if i else INPUT,) for i in range(len(self.layers)))
+        if tuple(map(tuple, self.inbound)) == chain:
+            object.__setattr__(self, "inbound", ())
+
+    def inputs_of(self, index: int) -> tuple[str, ...]:
+        """The names of the layers feeding layer `index` (INPUT for the model's input)."""
+        if self.inbound:
+            return self.inbound[index]
+        return (self.layers[index - 1].name if index else INPUT,)
 
     def to_dict(self) -> dict[str, Any]:
-        """The explicit form, as config.yaml holds it (tuples as lists, so YAML stays plain)."""
-        return {"name": self.name, "layers": [
-            {"layer": type(layer).__name__,
-             **{k: list(v) if isinstance(v, tuple) else v for k, v in layer_options(layer).items()}}
-            for layer in self.layers]}
+        """The explicit form, as config.yaml holds it (tuples as lists, so YAML stays plain); a graph's
+        layers carry `inputs`."""
+        layers = [{"layer": type(layer).__name__, **{k: _plain(v) for k, v in layer_options(layer).items()}}
+                  for layer in self.layers]
+        for entry, inputs in zip(layers, self.inbound):
+            entry["inputs"] = list(inputs)
+        return {"name": self.name, "layers": layers}
 
     @property
     def fingerprint(self) -> str:
-        """12 hex digits of a hash of the layers and their options, names left out."""
-        structure = [{k: v for k, v in layer.items() if k != "name"} for layer in self.to_dict()["layers"]]
-        return hashlib.sha256(json.dumps(structure, sort_keys=True).encode()).hexdigest()[:12]
+        """12 hex digits of a hash of the layers and their options, names left out. A graph's hashes each
+        layer with the hashes of its inputs, so the order its layers are listed in does not matter."""
+        entries = [{k: v for k, v in layer.items() if k != "name"} for layer in self.to_dict()["layers"]]
+        if not self.inbound:
+            return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:12]
+        digest = {INPUT: INPUT}
+        for layer, entry in zip(self.layers, entries):
+            entry["inputs"] = [digest[name] for name in entry["inputs"]]
+            digest[layer.name] = hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
+        return digest[self.layers[-1].name][:12]
 
     @property
     def has_dropout(self) -> bool:
@@ -158,16 +230,55 @@ def _window_output(size: int, window: int, stride: int, padding: str) -> int:
     return math.ceil(size / stride) if padding == "same" else (size - window) // stride + 1
 
 
+def check_graph(architecture: Architecture, source: str = "architecture") -> None:
+    """Every layer fed by earlier layers (or the input), one input unless it merges, and every layer but
+    the last feeding another (one output)."""
+    if architecture.inbound and len(architecture.inbound) != len(architecture.layers):
+        raise UserError(f"{source}: {len(architecture.inbound)} input lists for {len(architecture.layers)} layers")
+    known, consumed = {INPUT}, set()
+    for index, layer in enumerate(architecture.layers):
+        where = f"{source}: layer {layer.name} ({type(layer).__name__})"
+        inputs = architecture.inputs_of(index)
+        unknown = [name for name in inputs if name not in known]
+        if unknown:
+            raise UserError(f"{where} takes {unknown[0]!r}, which is not a layer before it (or {INPUT!r})")
+        if isinstance(layer, MERGES) and len(inputs) < 2:
+            raise UserError(f"{where} merges at least two inputs, got {len(inputs)}")
+        if not isinstance(layer, MERGES) and len(inputs) != 1:
+            raise UserError(f"{where} takes one input, got {len(inputs)}: {', '.join(inputs)}")
+        known.add(layer.name)
+        consumed.update(inputs)
+    dead = [layer.name for layer in architecture.layers[:-1] if layer.name not in consumed]
+    if dead:
+        raise UserError(f"{source}: layer {dead[0]} feeds no other layer; the model has one output, "
+                        f"the last layer ({architecture.layers[-1].name})")
+
+
+def _merged_shape(layer: Layer, shapes: list[tuple[int, ...]], where: str) -> tuple[int, ...]:
+    if isinstance(layer, Add):
+        if any(shape != shapes[0] for shape in shapes):
+            raise UserError(f"{where} adds tensors of different shapes: {', '.join(map(str, shapes))}")
+        return shapes[0]
+    if len({len(shape) for shape in shapes}) != 1 or len({shape[:-1] for shape in shapes}) != 1:
+        raise UserError(f"{where} concatenates channels of tensors whose other axes differ: "
+                        f"{', '.join(map(str, shapes))}")
+    return (*shapes[0][:-1], sum(shape[-1] for shape in shapes))
+
+
 def output_shapes(architecture: Architecture, input_shape: tuple[int, int, int],
                   source: str = "architecture") -> list[tuple[int, ...]]:
     """Each layer's output shape in Keras's layout ((H, W, C) or (features,)); refuses impossible stacks."""
-    shape: tuple[int, ...] = tuple(input_shape)
+    check_graph(architecture, source)
+    shape_of: dict[str, tuple[int, ...]] = {INPUT: tuple(input_shape)}
+    flat_order = {INPUT: False}  # features in flatten's order, not yet mixed by a Dense
     shapes = []
-    after_flatten = False  # features in flatten's order, not yet mixed by a Dense
-    for layer in architecture.layers:
+    for index, layer in enumerate(architecture.layers):
         kind = type(layer).__name__
         where = f"{source}: layer {layer.name} ({kind})"
-        needs_map = isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten))
+        inputs = architecture.inputs_of(index)
+        shape, after_flatten = shape_of[inputs[0]], flat_order[inputs[0]]
+        needs_map = isinstance(layer, (Conv2D, DepthwiseConv2D, ZeroPadding2D, MaxPooling2D, AveragePooling2D,
+                                       GlobalAveragePooling2D, Flatten))
         if needs_map and len(shape) != 3:
             raise UserError(f"{where} needs a feature map, but its input has shape {shape}")
         if isinstance(layer, Dense) and len(shape) != 1:
@@ -176,9 +287,19 @@ def output_shapes(architecture: Architecture, input_shape: tuple[int, int, int],
         if isinstance(layer, BatchNormalization) and after_flatten:
             raise UserError(f"{where} directly after Flatten is not supported (its statistics would be "
                             f"per pixel and channel); put it after a Conv2D or a Dense")
-        if isinstance(layer, Conv2D):
+        if isinstance(layer, MERGES):
+            if any(flat_order[name] for name in inputs):
+                raise UserError(f"{where} on Flatten's output is not supported (PyTorch flattens in another "
+                                f"order); merge the feature maps before Flatten, or after a Dense")
+            shape = _merged_shape(layer, [shape_of[name] for name in inputs], where)
+        elif isinstance(layer, Conv2D):
             spatial = [_window_output(shape[i], layer.kernel_size[i], layer.strides[i], layer.padding) for i in (0, 1)]
             shape = (*spatial, layer.filters)
+        elif isinstance(layer, DepthwiseConv2D):
+            spatial = [_window_output(shape[i], layer.kernel_size[i], layer.strides[i], layer.padding) for i in (0, 1)]
+            shape = (*spatial, shape[2] * layer.depth_multiplier)
+        elif isinstance(layer, ZeroPadding2D):
+            shape = (shape[0] + sum(layer.padding[0]), shape[1] + sum(layer.padding[1]), shape[2])
         elif isinstance(layer, (MaxPooling2D, AveragePooling2D)):
             spatial = [_window_output(shape[i], layer.pool_size[i], layer.strides[i], "valid") for i in (0, 1)]
             shape = (*spatial, shape[2])
@@ -190,13 +311,14 @@ def output_shapes(architecture: Architecture, input_shape: tuple[int, int, int],
             shape, after_flatten = (layer.units,), False
         if min(shape) < 1:
             raise UserError(f"{where}: its output would be empty ({shape}); the input is too small for it")
+        shape_of[layer.name], flat_order[layer.name] = shape, after_flatten
         shapes.append(shape)
     return shapes
 
 
 def last_activation(architecture: Architecture) -> str | None:
     last = architecture.layers[-1] if architecture.layers else None
-    return getattr(last, "activation", None)
+    return "softmax" if isinstance(last, Softmax) else "relu" if isinstance(last, ReLU) else getattr(last, "activation", None)
 
 
 LOSS_FOR_LAST_ACTIVATION = {
@@ -210,8 +332,8 @@ def validate(architecture: Architecture, input_shape: tuple[int, int, int], num_
     """Refuse what the port cannot train like Keras: returns the output shapes when all is well."""
     names = [layer.name for layer in architecture.layers]
     for name in names:
-        if not name or "." in name or names.count(name) > 1:
-            raise UserError(f"{source}: layer name {name!r} must be non-empty, unique and without '.'")
+        if not name or "." in name or names.count(name) > 1 or name == INPUT:
+            raise UserError(f"{source}: layer name {name!r} must be non-empty, unique, without '.' and not {INPUT!r}")
     if not architecture.layers:
         raise UserError(f"{source}: the architecture has no layers")
     activation = last_activation(architecture)
@@ -248,7 +370,21 @@ def _pair(value: Any, where: str) -> tuple[int, int]:
 
 
 FIELD_TYPES = {"name": str, "filters": int, "units": int, "padding": str, "activation": str, "use_bias": bool,
-               "momentum": float, "epsilon": float, "rate": float}
+               "momentum": float, "epsilon": float, "rate": float, "depth_multiplier": int, "axis": int}
+CHANNEL_AXES = (-1, 3)  # Concatenate's axis: the channels of an NHWC feature map
+
+
+def _padding_pairs(value: Any, where: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """ZeroPadding2D's padding: an int, (rows, columns) or ((top, bottom), (left, right)), as Keras takes it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        value = [[value[0], value[0]], [value[1], value[1]]]
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(pair, (list, tuple)) and len(pair) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pair) for pair in value)):
+        raise UserError(f"{where} must be ((top, bottom), (left, right)) of non-negative ints, got {value!r}")
+    return (int(value[0][0]), int(value[0][1])), (int(value[1][0]), int(value[1][1]))
 
 
 def make_layer(kind: str, options: dict[str, Any], where: str) -> Layer:
@@ -263,7 +399,15 @@ def make_layer(kind: str, options: dict[str, Any], where: str) -> Layer:
     values = {}
     for key, value in options.items():
         at = f"{where}: {kind} option '{key}'"
-        values[key] = _pair(value, at) if key in PAIRS else _checked_value(value, FIELD_TYPES[key], at)
+        if cls is ZeroPadding2D and key == "padding":
+            values[key] = _padding_pairs(value, at)
+        else:
+            values[key] = _pair(value, at) if key in PAIRS else _checked_value(value, FIELD_TYPES[key], at)
+    if cls is Concatenate and values.get("axis", -1) not in CHANNEL_AXES:
+        raise UserError(f"{where}: Concatenate {values.get('name')} on axis {values['axis']}: only the channels "
+                        f"axis (-1, NHWC's 3; PyTorch's dim 1) is supported")
+    if cls is Concatenate:
+        values["axis"] = -1  # 3 is the same axis: one description, one fingerprint
     if cls in (MaxPooling2D, AveragePooling2D) and "strides" not in values and "pool_size" in values:
         values["strides"] = values["pool_size"]  # Keras's strides=None
     try:
@@ -280,9 +424,9 @@ def _check_ranges(layer: Layer, where: str) -> None:
     at = f"{where}: {type(layer).__name__} {layer.name}"
     if getattr(layer, "activation", "relu") not in ACTIVATIONS:
         raise UserError(f"{at}: activation {layer.activation!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
-    if getattr(layer, "padding", "same") not in PADDINGS:
+    if not isinstance(layer, ZeroPadding2D) and getattr(layer, "padding", "same") not in PADDINGS:
         raise UserError(f"{at}: padding {layer.padding!r} is not supported (supported: same, valid)")
-    for key in ("filters", "units"):
+    for key in ("filters", "units", "depth_multiplier"):
         if getattr(layer, key, 1) < 1:
             raise UserError(f"{at}: {key} must be positive, got {getattr(layer, key)}")
     if isinstance(layer, Dropout) and not 0.0 <= layer.rate < 1.0:
@@ -396,12 +540,18 @@ def parse_architecture(section: Any, where: str) -> Architecture:
     name = _checked_value(section.get("name", "custom"), str, f"{where}: setting 'name'")
     if not isinstance(section["layers"], list):
         raise UserError(f"{where}: 'layers' must be a list of mappings")
-    layers = []
+    layers, inbound = [], []
     for index, raw in enumerate(section["layers"]):
-        options = dict(_mapping(raw, f"{where}.layers[{index}]"))
+        at = f"{where}.layers[{index}]"
+        options = dict(_mapping(raw, at))
         kind = options.pop("layer", None)
-        layers.append(make_layer(str(kind), options, f"{where}.layers[{index}]"))
-    return Architecture(name, tuple(layers))
+        # `inputs` (a graph's): the layers feeding this one; without it, the layer before (or the input)
+        inputs = options.pop("inputs", [layers[-1].name if layers else INPUT])
+        if not (isinstance(inputs, list) and inputs and all(isinstance(n, str) for n in inputs)):
+            raise UserError(f"{at}: 'inputs' must be a list of layer names (or {INPUT!r}), got {inputs!r}")
+        layers.append(make_layer(str(kind), options, at))
+        inbound.append(tuple(inputs))
+    return Architecture(name, tuple(layers), tuple(inbound))
 
 
 # --- from a .keras file's config.json -----------------------------------------------------------------
@@ -416,6 +566,12 @@ MAPPED = {  # Keras config keys that become the description's options
     "GlobalAveragePooling2D": (),
     "Dropout": ("rate",),
     "Flatten": (),
+    "DepthwiseConv2D": ("kernel_size", "strides", "padding", "depth_multiplier", "activation", "use_bias"),
+    "ZeroPadding2D": ("padding",),
+    "ReLU": (),
+    "Softmax": (),
+    "Add": (),
+    "Concatenate": ("axis",),
 }
 REQUIRED = {  # Keras config keys whose value must be this one (anything else changes training or the forward pass)
     "data_format": "channels_last", "dilation_rate": [1, 1], "groups": 1, "padding@pool": "valid",
@@ -423,6 +579,7 @@ REQUIRED = {  # Keras config keys whose value must be this one (anything else ch
     "trainable": True, "noise_shape": None,
     "kernel_initializer": "GlorotUniform", "bias_initializer": "Zeros", "beta_initializer": "Zeros",
     "gamma_initializer": "Ones", "moving_mean_initializer": "Zeros", "moving_variance_initializer": "Ones",
+    "depthwise_initializer": "GlorotUniform", "max_value": None, "negative_slope": 0.0, "threshold": 0.0,
 }
 IGNORED = ("name", "dtype", "seed", "renorm_clipping", "renorm_momentum")  # no effect, or checked elsewhere
 
@@ -445,6 +602,14 @@ def layer_from_keras(entry: dict[str, Any], source: str) -> Layer:
     config = entry.get("config", {})
     name = config.get("name", "?")
     at = f"{source}: layer {name!r} ({kind})"
+    if kind == "Lambda":
+        raise UserError(f"{at}: a Lambda layer holds Python code, which cannot be read from the file nor "
+                        f"translated; write it with built-in layers")
+    if kind in MODEL_CLASSES:
+        raise UserError(f"{at} is a nested model; build the model from its layers directly")
+    if entry.get("registered_name") or not str(entry.get("module", "keras.layers")).startswith("keras"):
+        raise UserError(f"{at} is a custom layer class ({entry.get('registered_name') or entry.get('module')}); "
+                        f"its code is not in the file: write it with built-in layers")
     if kind not in MAPPED:
         raise UserError(f"{at} is outside the supported family ({', '.join(MAPPED)}); "
                         f"docs/architectures.md lists each layer and option")
@@ -480,19 +645,83 @@ def input_shape_from_keras(config: dict[str, Any], source: str) -> tuple[int, ..
     return tuple(shape[1:])
 
 
+MODEL_CLASSES = ("Sequential", "Functional", "Model")
+
+
+def _tensor_names(value: Any) -> list[tuple[str, int]] | None:
+    """(layer, node index) of each Keras tensor in a node's argument (one tensor or a list), None if not tensors."""
+    tensors = value if isinstance(value, list) else [value]
+    if not tensors or not all(isinstance(t, dict) and t.get("class_name") == "__keras_tensor__" for t in tensors):
+        return None
+    return [(str(t["config"]["keras_history"][0]), int(t["config"]["keras_history"][1])) for t in tensors]
+
+
+def _single_endpoint(value: Any, which: str, source: str) -> str:
+    """The one input (or output) layer of a functional model: `[name, 0, 0]`, or a list of one such."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+        value = value[0]
+    if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)):
+        count = len(value) if isinstance(value, list) else "?"
+        raise UserError(f"{source}: the model has {count} {which}s; only models with one {which} are supported")
+    return value[0]
+
+
+def graph_from_functional(body: dict[str, Any], source: str) -> tuple[list[dict[str, Any]], list[tuple[str, ...]]]:
+    """A functional model's layer entries (InputLayer left out) and, for each, the layers feeding it
+    (INPUT for the model's input), read from each layer's `inbound_nodes`."""
+    input_name = _single_endpoint(body.get("input_layers"), "input", source)
+    output_name = _single_endpoint(body.get("output_layers"), "output", source)
+    entries, inbound = [], []
+    for entry in body.get("layers", []):
+        kind, name = entry.get("class_name"), entry.get("config", {}).get("name", entry.get("name", "?"))
+        if kind == "InputLayer":
+            if name != input_name:
+                raise UserError(f"{source}: input layer {name!r} besides {input_name!r}: only models with one "
+                                f"input are supported")
+            continue
+        at = f"{source}: layer {name!r} ({kind})"
+        nodes = entry.get("inbound_nodes", [])
+        if len(nodes) != 1:
+            raise UserError(f"{at} is called {len(nodes)} times (shared weights); only layers called once "
+                            f"are supported: give each call its own layer")
+        args, kwargs = nodes[0].get("args", []), nodes[0].get("kwargs", {})
+        sources = _tensor_names(args[0]) if len(args) == 1 else None
+        if sources is None:
+            raise UserError(f"{at} is called with arguments other than Keras tensors ({args!r:.80}); "
+                            f"only a tensor (or a list of them, to merge) is supported")
+        extra = {key: value for key, value in kwargs.items() if value is not None}
+        if extra:
+            raise UserError(f"{at} is called with {', '.join(f'{k}={v!r}' for k, v in extra.items())}: not "
+                            f"supported (it changes what the layer computes)")
+        if any(node for _, node in sources):
+            raise UserError(f"{at} takes the output of a layer called more than once (shared weights): not supported")
+        inbound.append(tuple(INPUT if layer == input_name else layer for layer, _ in sources))
+        entries.append(entry)
+    if not entries or entries[-1].get("config", {}).get("name") != output_name:
+        raise UserError(f"{source}: the output layer {output_name!r} is not the last of the file's layers; "
+                        f"only models whose layers all lead to the one output are supported")
+    return entries, inbound
+
+
 def architecture_from_keras_config(config: dict[str, Any], source: str) -> tuple[Architecture, tuple[int, ...]]:
-    """A Keras 3 `Sequential`'s config.json as (architecture, input shape (H, W, C))."""
-    if config.get("class_name") != "Sequential":
-        raise UserError(f"{source}: a {config.get('class_name')} model; only keras.Sequential models are "
-                        f"supported (rebuild the same layers as a Sequential)")
+    """A Keras 3 `Sequential` or functional model's config.json as (architecture, input shape (H, W, C))."""
+    kind = config.get("class_name")
+    if kind not in ("Sequential", "Functional"):
+        raise UserError(f"{source}: a {kind} model; only keras.Sequential and functional keras.Model models are "
+                        f"supported (a subclassed model's code is not in the file)")
     body = config.get("config", {})
     if _dtype_name(body.get("dtype", "float32")) not in ("float32", None):
         raise UserError(f"{source}: dtype policy {_dtype_name(body['dtype'])!r} is not supported (float32 only)")
     if body.get("trainable", True) is not True:
         raise UserError(f"{source}: the model is frozen (trainable=False); the port trains every layer")
-    entries = [entry for entry in body.get("layers", []) if entry.get("class_name") != "InputLayer"]
+    if kind == "Functional":
+        entries, inbound = graph_from_functional(body, source)
+    else:
+        entries, inbound = [entry for entry in body.get("layers", []) if entry.get("class_name") != "InputLayer"], []
     layers = tuple(layer_from_keras(entry, source) for entry in entries)
-    return Architecture(str(body.get("name", "keras_model")), layers), input_shape_from_keras(config, source)
+    architecture = Architecture(str(body.get("name", "keras_model")), layers, tuple(inbound))
+    check_graph(architecture, source)
+    return architecture, input_shape_from_keras(config, source)
 
 
 def unreadable_keras_file(path: Path, error: Exception) -> UserError:
