@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 from keras_reference.model import build_model
 from lightning_impl import check_parity, export
@@ -50,36 +51,35 @@ def written_probabilities(modules: list[tuple[Path, str]], images: np.ndarray, t
     return [np.load(tmp_path / f"{index}.npy") for index in range(len(modules))]
 
 
-def saved_models(tmp_path: Path) -> dict[str, Path]:
+def saved_models(tmp_path: Path) -> dict[str, tuple[keras.Model, Path]]:
     """Every config's network, random family graphs and the ResNet-like model, saved by Keras with
     BatchNorm's variables drawn at random."""
-    paths = {}
     models = {name: keras_and_port(name)[0] for name in ARCHITECTURES}
     for architecture in random_graphs(GRAPH_SEED, 3):
         models[architecture.name] = build_model(architecture)
     models["resnet_like"] = resnet_like()
+    saved = {}
     for index, (name, model) in enumerate(models.items()):
         randomise_batchnorm(model, index)
-        paths[name] = tmp_path / f"{name}.keras"
-        model.save(paths[name])
-    return paths
+        model.save(tmp_path / f"{name}.keras")
+        saved[name] = model, tmp_path / f"{name}.keras"
+    return saved
 
 
 def test_written_modules_give_keras_probabilities_without_keras_or_the_project(test_images, tmp_path):
     """Every config, random graphs (residual and concatenated branches, strides, BatchNorm, depthwise) and a
     ResNet-like model: exported, imported in a process where neither Keras nor the project can be, they
     give Keras's probabilities on real CIFAR-10 images."""
-    import keras
     images = test_images[:IMAGES]
-    paths = saved_models(tmp_path)
+    saved = saved_models(tmp_path)
     modules = []
-    for name, path in paths.items():
+    for name, (_, path) in saved.items():
         class_name = export.camel_case(name)  # the tutorial's two networks share the Keras name "tutorial"
         assert export.main([str(path), "--out", str(tmp_path / "out"), "--name", class_name]) == 0
         modules.append((tmp_path / "out" / f"{export.snake_case(class_name)}.py", class_name))
     written = written_probabilities(modules, images, tmp_path)
-    for (name, path), probabilities in zip(paths.items(), written):
-        expected = keras.models.load_model(path).predict(images, verbose=0)
+    for (name, (model, _)), probabilities in zip(saved.items(), written):
+        expected = model.predict(images, verbose=0)
         difference = float(np.abs(probabilities - expected).max())
         assert difference <= PROBABILITY_ATOL, f"{name}: probabilities differ by {difference} (> {PROBABILITY_ATOL})"
 
