@@ -21,6 +21,7 @@ import inspect
 import json
 import keyword
 import re
+import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -211,8 +212,9 @@ class Training:
 
 
 def training_code(compile_config: dict[str, Any] | None, source: str) -> Training:
-    """The Keras-exact optimizer (and loss) of the file's `compile_config`; the tutorial's RMSprop when
-    the model was saved without compiling."""
+    """The Keras-exact optimizer (and loss) of the file's `compile_config`; Keras's RMSprop defaults and
+    categorical cross-entropy (the tutorial's) when the model was saved without compiling."""
+    compiled = bool(compile_config)
     optimizer = (compile_config or {}).get("optimizer") or {"class_name": "RMSprop", "config": {}}
     if isinstance(optimizer, str):
         optimizer = {"class_name": {"rmsprop": "RMSprop"}.get(optimizer.lower(), optimizer), "config": {}}
@@ -231,12 +233,13 @@ def training_code(compile_config: dict[str, Any] | None, source: str) -> Trainin
                         (("learning_rate", 0.001), ("rho", 0.9), ("epsilon", 1e-7)))
     return Training((KerasRMSprop,), f"KerasRMSprop(self.parameters(), lr={lr}, rho={rho}, epsilon={epsilon})",
                     "F.cross_entropy(logits, labels)",
-                    f"RMSprop(learning_rate={lr}, rho={rho},\n    epsilon={epsilon}) and categorical cross-entropy")
+                    f"RMSprop(learning_rate={lr}, rho={rho},\n    epsilon={epsilon}) and categorical cross-entropy"
+                    + ("" if compiled else " (the file was saved\n    without compile(): Keras's defaults)"))
 
 
 def lightning_code(class_name: str, training: Training) -> str:
     return f'''class {class_name}Module(L.LightningModule):
-    """{class_name} trained as Keras compiled it: {training.description}.
+    """{class_name} trained with {training.description}.
 
     The loss is computed from the logits, as Keras on TensorFlow computes it after a softmax. Labels:
     class indices, or one-hot rows as Keras takes them.
@@ -298,7 +301,18 @@ are in {module}.safetensors, in the network's state_dict names:
 """
 
 '''
-    return header + "\n".join(imports) + "\n\n\n" + body
+    return formatted(header + "\n".join(imports) + "\n\n\n" + body)
+
+
+def formatted(text: str) -> str:
+    """The code as `ruff format` (line length 120, no configuration file consulted) writes it, so the copied
+    classes and the written lines read as one file, the same bytes every time."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "format", "--isolated", "--line-length", "120",
+                             "--stdin-filename", "module.py", "-"], input=text, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"ruff could not format the written module ({result.stderr.strip()[:300]}); "
+                        f"is ruff installed (pip install ruff)?")
+    return result.stdout
 
 
 def keras_version_of(path: Path) -> str:
