@@ -38,7 +38,7 @@ VARIABLES = {
 def _variables(module: nn.Module) -> list[tuple[str, torch.Tensor, bool]]:
     """(Keras name, tensor, trainable) of each variable the module has (a conv without bias has one)."""
     for cls, names in VARIABLES.items():
-        if isinstance(module, cls):
+        if isinstance(module, cls) or type(module).__name__ == cls.__name__:  # or a written module's copy of it
             return [(keras, getattr(module, attr), trainable) for keras, attr, trainable in names
                     if getattr(module, attr) is not None]
     return []

@@ -84,6 +84,28 @@ def load_network(code_path: Path) -> nn.Module:
     return network
 
 
+class AsPort(nn.Module):
+    """A written network seen as the port (`CifarCNN`) is seen: its layer modules as children named by the
+    Keras layers, with `architecture`, `flat_inputs` and `flat_outputs`, so the weight conversion and the
+    training steps work on it unchanged; `forward` is the written network's own."""
+
+    def __init__(self, written: nn.Module, port: CifarCNN):
+        super().__init__()
+        self.architecture, self.flat_inputs, self.flat_outputs = port.architecture, port.flat_inputs, port.flat_outputs
+        attributes = attribute_names(port.architecture)
+        for index, spec in enumerate(port.architecture.layers):
+            if has_attribute(spec, index == len(port.architecture.layers) - 1):
+                self.add_module(spec.name, getattr(written, attributes[spec.name]))
+        self.written = [written]  # in a list: not a child, so the layers are not listed twice
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.written[0](images)
+
+    def train(self, mode: bool = True) -> "AsPort":
+        self.written[0].train(mode)
+        return super().train(mode)
+
+
 def layer_outputs(network: nn.Module, architecture: arch.Architecture,
                   images: torch.Tensor) -> tuple[OrderedDict[str, torch.Tensor], torch.Tensor]:
     """(each attribute layer's output as Keras computes it, in NCHW; the logits) in the current mode."""

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from keras_reference.model import build_model
+from keras_reference.model import build_model, weight_arrays
 from lightning_impl import check_parity, export
+from lightning_impl.convert import to_keras_arrays
+from lightning_impl.emitted import AsPort, load_network
 from parity_tests.graphs import random_graphs, resnet_like
-from parity_tests.harness import ARCHITECTURES, keras_and_port, randomise_batchnorm
+from parity_tests.harness import ARCHITECTURES, assert_close, keras_and_port, randomise_batchnorm
 
 PROBABILITY_ATOL = 1e-5  # the bound; measured at most 1.2e-7 (docs/export.md)
 GRAPH_SEED = 2028  # the seed test_graph checks covers every graph layer
@@ -99,6 +101,9 @@ def test_resnet_like_model_passes_check_parity_port(tmp_path, capsys):
     for layer in model.layers:
         if type(layer).__name__ not in ("InputLayer", "Add", "Concatenate"):
             assert f"\n{layer.name} " in out, f"{layer.name} has no row:\n{out}"
+    # Seen as the port, the written network holds exactly Keras's variables (the training checks rely on it).
+    written = AsPort(load_network(code), check_parity.port_for(tmp_path / "resnet.keras"))
+    assert_close({key: (value, to_keras_arrays(written)[key]) for key, value in weight_arrays(model).items()}, 0.0)
 
 
 def test_written_module_is_stable_formatted_and_read_like_code(tmp_path):
