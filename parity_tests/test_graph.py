@@ -4,7 +4,8 @@ import keras
 import pytest
 from keras import layers
 
-from cifar_common import architecture as arch
+from cifar_common import architecture as arch, describe_keras
+from cifar_common.config import load_config
 from keras_reference.model import build_model
 from lightning_impl import check_parity, export
 from parity_tests.graphs import random_graphs
@@ -62,6 +63,18 @@ def test_graph_description_round_trips_and_a_functional_chain_is_the_chain():
     # Fingerprints recorded by runs and checkpoints before graphs existed (resume compares them).
     assert {name: architecture(name).fingerprint for name in ("baseline", "dropout", "variant_batchnorm")} == {
         "baseline": "fc4b7d12e250", "dropout": "48e1629730b5", "variant_batchnorm": "f02353f2d3e5"}
+
+
+def test_describe_keras_writes_a_graph_config_both_sides_build(tmp_path):
+    """describe_keras turns a functional file into a config whose graph (with `inputs`) has the file's
+    fingerprint; Keras builds it back as a functional model with the same layers."""
+    graph = random_graphs(GRAPH_SEED, 1)[0]
+    build_model(graph).save(tmp_path / "graph.keras")
+    assert describe_keras.main([str(tmp_path / "graph.keras"), "--out", str(tmp_path / "graph.yaml")]) == 0
+    described = load_config(tmp_path / "graph.yaml").architecture
+    assert described.inbound and described.fingerprint == graph.fingerprint
+    rebuilt = build_model(described)
+    assert [layer.name for layer in rebuilt.layers[1:]] == [layer.name for layer in described.layers]
 
 
 @keras.saving.register_keras_serializable(package="test_graph")
