@@ -6,8 +6,8 @@ from pathlib import Path
 
 import keras
 
-from cifar_common import runs
 from cifar_common.errors import non_finite_loss
+from cifar_common.rundir.folder import write_history
 from keras_reference.checkpoints import LAST
 
 
@@ -24,7 +24,7 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-        runs.write_history(self.run_dir, self.rows)
+        write_history(self.run_dir, self.rows)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

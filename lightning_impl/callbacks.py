@@ -16,13 +16,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from cifar_common import runs
 from cifar_common.errors import UserError, non_finite_loss
-from cifar_common.resume import carry_on_hint, last_good
+from cifar_common.rundir.folder import EPOCH_METRICS, write_history
+from cifar_common.rundir.resume import carry_on_hint, last_good
 from lightning_impl.checkpoint_io import LAST, epochs_done
-
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
 
 class HistoryWriter(Callback):
     """Keras-style history: one row per epoch, rewritten after every epoch so a crash keeps it."""
@@ -37,7 +34,7 @@ class HistoryWriter(Callback):
         self.rows.append({"epoch": trainer.current_epoch + 1,
                           **{key: float(metrics[key]) for key in EPOCH_METRICS}})
         if trainer.is_global_zero:
-            runs.write_history(self.run_dir, self.rows)
+            write_history(self.run_dir, self.rows)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": list(self.rows)}

@@ -21,14 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from cifar_common import architecture as arch
 from cifar_common.errors import UserError
+from cifar_common.spec.layers import (MERGES, Activation, Architecture, Conv2D, Dense, DepthwiseConv2D,
+                                      GlobalAveragePooling2D, Layer, Softmax)
 from lightning_impl.network import ACTIVATIONS, CifarCNN, to_keras_layout
 
 RESERVED = {"x", "inputs", "self", "torch", "nn", "F", "L", "math", "Iterable"}  # names the emitted code uses
 
 
-def attribute_names(architecture: arch.Architecture) -> dict[str, str]:
+def attribute_names(architecture: Architecture) -> dict[str, str]:
     """Each Keras layer's attribute (and state_dict prefix) in the emitted network: its name where that is
     a Python identifier free for use, else with the offending characters replaced and a trailing `_`."""
     names: dict[str, str] = {}
@@ -44,19 +45,19 @@ def attribute_names(architecture: arch.Architecture) -> dict[str, str]:
     return names
 
 
-def leaves_out_softmax(spec: arch.Layer) -> bool:
+def leaves_out_softmax(spec: Layer) -> bool:
     """A layer that only applies softmax: as the last layer, the network returns its input (the logits)."""
-    return isinstance(spec, arch.Softmax) or (isinstance(spec, arch.Activation) and spec.activation == "softmax")
+    return isinstance(spec, Softmax) or (isinstance(spec, Activation) and spec.activation == "softmax")
 
 
-def has_attribute(spec: arch.Layer, is_last: bool) -> bool:
+def has_attribute(spec: Layer, is_last: bool) -> bool:
     """Whether the emitted network holds the layer as an attribute."""
-    return not isinstance(spec, arch.MERGES) and not (is_last and leaves_out_softmax(spec))
+    return not isinstance(spec, MERGES) and not (is_last and leaves_out_softmax(spec))
 
 
-def folded_activation(spec: arch.Layer, is_last: bool) -> str:
+def folded_activation(spec: Layer, is_last: bool) -> str:
     """The activation `forward` applies after a layer's attribute (Keras folds it into Conv2D/Dense)."""
-    if is_last or not isinstance(spec, (arch.Conv2D, arch.DepthwiseConv2D, arch.Dense)):
+    if is_last or not isinstance(spec, (Conv2D, DepthwiseConv2D, Dense)):
         return "linear"
     return spec.activation
 
@@ -106,7 +107,7 @@ class AsPort(nn.Module):
         return super().train(mode)
 
 
-def layer_outputs(network: nn.Module, architecture: arch.Architecture,
+def layer_outputs(network: nn.Module, architecture: Architecture,
                   images: torch.Tensor) -> tuple[OrderedDict[str, torch.Tensor], torch.Tensor]:
     """(each attribute layer's output as Keras computes it, in NCHW; the logits) in the current mode."""
     attributes = attribute_names(architecture)
@@ -119,7 +120,7 @@ def layer_outputs(network: nn.Module, architecture: arch.Architecture,
         activation = ACTIVATIONS[folded_activation(spec, index == last)]()
 
         def keep(module, args, output, name=spec.name, activation=activation, flat=isinstance(
-                spec, arch.GlobalAveragePooling2D)):
+                spec, GlobalAveragePooling2D)):
             captured[name] = activation(torch.flatten(output, 1) if flat else output)
 
         hooks.append(getattr(network, attributes[spec.name]).register_forward_hook(keep))

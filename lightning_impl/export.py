@@ -32,10 +32,14 @@ import lightning
 import numpy as np
 import torch
 
-from cifar_common import architecture as arch
-from cifar_common.config import DatasetConfig
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
-from cifar_common.runs import write_atomically
+from cifar_common.rundir.atomic import write_atomically
+from cifar_common.spec.config import DatasetConfig
+from cifar_common.spec.keras_config import read_keras_config
+from cifar_common.spec.layers import (INPUT, MERGES, Activation, Add, Architecture, AveragePooling2D,
+                                      BatchNormalization, Concatenate, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten,
+                                      GlobalAveragePooling2D, Layer, MaxPooling2D, ReLU, Softmax, ZeroPadding2D)
+from cifar_common.spec.shapes import output_shapes
 from lightning_impl import network as port
 from lightning_impl.check_parity import port_for
 from lightning_impl.emitted import RESERVED, attribute_names, folded_activation, has_attribute, leaves_out_softmax
@@ -71,100 +75,100 @@ def _kwargs(**options: Any) -> str:
     return "".join(f", {key}={value}" for key, value in options.items() if value is not None)
 
 
-def module_code(spec: arch.Layer, in_shape: tuple[int, ...]) -> str | None:
+def module_code(spec: Layer, in_shape: tuple[int, ...]) -> str | None:
     """The constructor of a layer's attribute, or None for the layers written inline (Add, Concatenate)."""
-    if isinstance(spec, (arch.Conv2D, arch.DepthwiseConv2D)):
+    if isinstance(spec, (Conv2D, DepthwiseConv2D)):
         pads = port.conv_paddings(spec, in_shape[:2])
         symmetric = all(before == after for before, after in pads)
         channels = in_shape[2]
-        depthwise = isinstance(spec, arch.DepthwiseConv2D)
+        depthwise = isinstance(spec, DepthwiseConv2D)
         out = channels * spec.depth_multiplier if depthwise else spec.filters
         padding = _pair(tuple(before for before, _ in pads)) if symmetric and any(b for b, _ in pads) else None
         return (f"nn.Conv2d({channels}, {out}, kernel_size={_pair(spec.kernel_size)}"
                 + _kwargs(stride=_pair(spec.strides) if spec.strides != (1, 1) else None, padding=padding,
                           groups=channels if depthwise else None, bias=None if spec.use_bias else False) + ")")
-    if isinstance(spec, arch.Dense):
+    if isinstance(spec, Dense):
         return f"nn.Linear({in_shape[0]}, {spec.units}" + _kwargs(bias=None if spec.use_bias else False) + ")"
-    if isinstance(spec, arch.BatchNormalization):
+    if isinstance(spec, BatchNormalization):
         return f"KerasBatchNorm({in_shape[-1]}, momentum={spec.momentum}, epsilon={spec.epsilon})"
-    if isinstance(spec, (arch.MaxPooling2D, arch.AveragePooling2D)):
-        cls = "nn.MaxPool2d" if isinstance(spec, arch.MaxPooling2D) else "nn.AvgPool2d"
+    if isinstance(spec, (MaxPooling2D, AveragePooling2D)):
+        cls = "nn.MaxPool2d" if isinstance(spec, MaxPooling2D) else "nn.AvgPool2d"
         stride = None if spec.strides == spec.pool_size else _pair(spec.strides)
         return f"{cls}({_pair(spec.pool_size)}" + _kwargs(stride=stride) + ")"
-    if isinstance(spec, arch.GlobalAveragePooling2D):
+    if isinstance(spec, GlobalAveragePooling2D):
         return "nn.AdaptiveAvgPool2d(1)"
-    if isinstance(spec, arch.Dropout):
+    if isinstance(spec, Dropout):
         return f"nn.Dropout({spec.rate})"
-    if isinstance(spec, arch.Flatten):
+    if isinstance(spec, Flatten):
         return "nn.Flatten()"
-    if isinstance(spec, arch.ZeroPadding2D):
+    if isinstance(spec, ZeroPadding2D):
         (top, bottom), (left, right) = spec.padding
         return f"nn.ZeroPad2d({(left, right, top, bottom)})"
-    if isinstance(spec, arch.ReLU):
+    if isinstance(spec, ReLU):
         return "nn.ReLU()"
-    if isinstance(spec, arch.Softmax):
+    if isinstance(spec, Softmax):
         return ACTIVATION_MODULES["softmax"]
-    if isinstance(spec, arch.Activation):
+    if isinstance(spec, Activation):
         return ACTIVATION_MODULES[spec.activation]
     return None
 
 
-def call_code(spec: arch.Layer, attribute: str, args: list[str], in_shape: tuple[int, ...], is_last: bool) -> str:
+def call_code(spec: Layer, attribute: str, args: list[str], in_shape: tuple[int, ...], is_last: bool) -> str:
     """The expression of one layer's output in `forward`."""
     if is_last and leaves_out_softmax(spec):
         return args[0]
-    if isinstance(spec, arch.Add):
+    if isinstance(spec, Add):
         return " + ".join(args)
-    if isinstance(spec, arch.Concatenate):
+    if isinstance(spec, Concatenate):
         return f"torch.cat([{', '.join(args)}], dim=1)"
     value = args[0]
-    if isinstance(spec, (arch.Conv2D, arch.DepthwiseConv2D)):
+    if isinstance(spec, (Conv2D, DepthwiseConv2D)):
         pads = port.conv_paddings(spec, in_shape[:2])
         if any(before != after for before, after in pads):  # TensorFlow's 'same': the odd pixel bottom/right
             value = f"F.pad({value}, {(*pads[1], *pads[0])})"
     value = f"self.{attribute}({value})"
-    if isinstance(spec, arch.GlobalAveragePooling2D):
+    if isinstance(spec, GlobalAveragePooling2D):
         value = f"torch.flatten({value}, 1)"
     return ACTIVATION_CALLS[folded_activation(spec, is_last)].format(value)
 
 
-def reading_order(architecture: arch.Architecture) -> list[int]:
+def reading_order(architecture: Architecture) -> list[int]:
     """The layers in an order a person would write them: each branch followed to its end before the next
     (Keras's file lists them by depth, interleaving branches). Next is always a layer whose inputs are all
     computed, the one taking the most recent output first, else the first in the file."""
     order: list[int] = []
-    done = {arch.INPUT}
+    done = {INPUT}
     while len(order) < len(architecture.layers):
         ready = [i for i in range(len(architecture.layers))
                  if i not in order and all(name in done for name in architecture.inputs_of(i))]
-        recent = architecture.layers[order[-1]].name if order else arch.INPUT
+        recent = architecture.layers[order[-1]].name if order else INPUT
         index = next((i for i in ready if recent in architecture.inputs_of(i)), ready[0])
         order.append(index)
         done.add(architecture.layers[index].name)
     return order
 
 
-def value_names(architecture: arch.Architecture, attributes: dict[str, str], order: list[int]) -> dict[str, str]:
+def value_names(architecture: Architecture, attributes: dict[str, str], order: list[int]) -> dict[str, str]:
     """The variable holding each output in `forward`: `x` when only the next layer takes it (a chain reads
     as one), else the layer's own name, so branches and shortcuts are named."""
     consumers: dict[str, list[int]] = {}
     for index in order:
         for name in architecture.inputs_of(index):
             consumers.setdefault(name, []).append(index)
-    names = {arch.INPUT: "x" if consumers.get(arch.INPUT) == order[:1] else "inputs"}
+    names = {INPUT: "x" if consumers.get(INPUT) == order[:1] else "inputs"}
     for position, index in enumerate(order):
         name = architecture.layers[index].name
         names[name] = "x" if consumers.get(name) == order[position + 1:position + 2] else attributes[name]
     return names
 
 
-def network_code(architecture: arch.Architecture, input_shape: tuple[int, int, int], class_name: str) -> str:
+def network_code(architecture: Architecture, input_shape: tuple[int, int, int], class_name: str) -> str:
     """The `nn.Module` class of the network."""
-    shapes = arch.output_shapes(architecture, input_shape, class_name)
+    shapes = output_shapes(architecture, input_shape, class_name)
     attributes = attribute_names(architecture)
     order = reading_order(architecture)
     values = value_names(architecture, attributes, order)
-    shape_of = {arch.INPUT: input_shape} | {layer.name: shape for layer, shape in zip(architecture.layers, shapes)}
+    shape_of = {INPUT: input_shape} | {layer.name: shape for layer, shape in zip(architecture.layers, shapes)}
     last = len(architecture.layers) - 1
     init, forward = [], []
     for index in order:
@@ -176,10 +180,11 @@ def network_code(architecture: arch.Architecture, input_shape: tuple[int, int, i
             init.append(f"        self.{attributes[layer.name]} = {constructor}")
         expression = call_code(layer, attributes[layer.name], [values[name] for name in inputs], in_shape,
                                index == last)
-        forward.append(f"        return {expression}" if index == last else f"        {values[layer.name]} = {expression}")
+        target = "return" if index == last else f"{values[layer.name]} ="
+        forward.append(f"        {target} {expression}")
     if forward[-1] == "        return x" and len(forward) > 1 and forward[-2].startswith("        x = "):
-        forward[-2:] = ["        return " + forward[-2].removeprefix("        x = ")]  # the logits, directly
-    merges = any(isinstance(layer, arch.MERGES) for layer in architecture.layers)
+        forward[-2:] = ["        return " + forward[-2].removeprefix("        x = ")]  # return the logits directly
+    merges = any(isinstance(layer, MERGES) for layer in architecture.layers)
     note = " (Add and Concatenate are\n    written in `forward`)" if merges else ""
     height, width, channels = input_shape
     return f'''class {class_name}(nn.Module):
@@ -193,7 +198,7 @@ def network_code(architecture: arch.Architecture, input_shape: tuple[int, int, i
 {chr(10).join(init)}
         init_like_keras(self)
 
-    def forward(self, {values[arch.INPUT]}: torch.Tensor) -> torch.Tensor:
+    def forward(self, {values[INPUT]}: torch.Tensor) -> torch.Tensor:
         """NCHW images to logits: the Keras model's last softmax is left out (F.cross_entropy takes logits;
         torch.softmax(logits, dim=1) gives the Keras model's probabilities)."""
 {chr(10).join(forward)}
@@ -276,11 +281,11 @@ def source_of(obj: Any) -> str:
     return inspect.getsource(obj).rstrip() + "\n"
 
 
-def module_text(architecture: arch.Architecture, input_shape: tuple[int, int, int], class_name: str,
+def module_text(architecture: Architecture, input_shape: tuple[int, int, int], class_name: str,
                 training: Training, model_path: Path, keras_version: str) -> str:
     """The emitted file: header, imports, the copied classes, the network and the LightningModule."""
     module = snake_case(class_name)
-    copied = ([port.KerasBatchNorm] if any(isinstance(layer, arch.BatchNormalization) for layer in architecture.layers)
+    copied = ([port.KerasBatchNorm] if any(isinstance(layer, BatchNormalization) for layer in architecture.layers)
               else []) + [port.init_like_keras]
     parts = [source_of(obj) for obj in copied] + [network_code(architecture, input_shape, class_name)]
     parts += [source_of(cls) for cls in training.classes] + [lightning_code(class_name, training)]
@@ -288,10 +293,11 @@ def module_text(architecture: arch.Architecture, input_shape: tuple[int, int, in
     imports = ["import math"] if "math." in body else []
     imports += ["from typing import Iterable", ""] if "Iterable" in body else [""]
     imports += ["import lightning as L", "import torch", "import torch.nn.functional as F", "from torch import nn"]
+    torch_version = torch.__version__.split("+")[0]
     header = f'''"""{class_name}: the Keras model {model_path.name} as PyTorch Lightning code.
 
 Written by keras2lightning from {model_path.name} (architecture {architecture.name!r}, fingerprint
-{architecture.fingerprint}) with Keras {keras_version}, torch {torch.__version__.split("+")[0]} and Lightning {lightning.__version__}.
+{architecture.fingerprint}) with Keras {keras_version}, torch {torch_version} and Lightning {lightning.__version__}.
 It imports only torch, Lightning and the standard library. The weights (and BatchNorm statistics)
 are in {module}.safetensors, in the network's state_dict names:
 
@@ -335,7 +341,7 @@ def export(model_path: Path, out_dir: Path, class_name: str | None = None, force
     existing = [path for path in (code_path, weights_path) if path.exists()]
     if existing and not force:
         raise UserError(f"{existing[0]} exists; pass --force to replace it")
-    training = training_code(arch.read_keras_config(model_path).get("compile_config"), str(model_path))
+    training = training_code(read_keras_config(model_path).get("compile_config"), str(model_path))
     dataset = DatasetConfig()
     input_shape = (dataset.image_size, dataset.image_size, dataset.channels)
     text = module_text(architecture, input_shape, class_name, training, model_path, keras_version_of(model_path))

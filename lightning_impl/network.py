@@ -20,18 +20,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_common import architecture as arch
-from cifar_common.config import DatasetConfig
 from cifar_common.errors import UserError
+from cifar_common.spec.config import DatasetConfig
+from cifar_common.spec.layers import (INPUT, Activation, Add, Architecture, AveragePooling2D, BatchNormalization,
+                                      Concatenate, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten,
+                                      GlobalAveragePooling2D, Layer, MaxPooling2D, ReLU, Softmax, ZeroPadding2D)
+from cifar_common.spec.shapes import same_padding, validate
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
                "softmax": lambda: nn.Softmax(dim=1),  # Keras's softmax is over the last axis: channels
                "linear": nn.Identity}
 
 
-def conv_paddings(spec: arch.Conv2D | arch.DepthwiseConv2D, in_size: tuple[int, int]) -> list[tuple[int, int]]:
+def conv_paddings(spec: Conv2D | DepthwiseConv2D, in_size: tuple[int, int]) -> list[tuple[int, int]]:
     """(before, after) per spatial axis: TensorFlow's 'same' (the odd pixel bottom/right), or none."""
-    return [arch.same_padding(in_size[i], spec.kernel_size[i], spec.strides[i]) if spec.padding == "same"
+    return [same_padding(in_size[i], spec.kernel_size[i], spec.strides[i]) if spec.padding == "same"
             else (0, 0) for i in (0, 1)]
 
 
@@ -39,11 +42,11 @@ class KerasConv2d(nn.Conv2d):
     """Conv2D (and DepthwiseConv2D: one group per input channel, `depth_multiplier` outputs each):
     TensorFlow's padding, then the convolution, then the layer's activation."""
 
-    def __init__(self, spec: arch.Conv2D | arch.DepthwiseConv2D, in_channels: int, in_size: tuple[int, int],
+    def __init__(self, spec: Conv2D | DepthwiseConv2D, in_channels: int, in_size: tuple[int, int],
                  activation: nn.Module):
         pads = conv_paddings(spec, in_size)
         symmetric = all(before == after for before, after in pads)
-        depthwise = isinstance(spec, arch.DepthwiseConv2D)
+        depthwise = isinstance(spec, DepthwiseConv2D)
         out_channels = in_channels * spec.depth_multiplier if depthwise else spec.filters
         super().__init__(in_channels, out_channels, spec.kernel_size, spec.strides, bias=spec.use_bias,
                          padding=tuple(before for before, _ in pads) if symmetric else 0,
@@ -112,7 +115,7 @@ class GlobalAveragePool(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-class Add(nn.Module):
+class KerasAdd(nn.Module):
     """Keras's Add: the inputs summed in order."""
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -122,7 +125,7 @@ class Add(nn.Module):
         return total
 
 
-class Concatenate(nn.Module):
+class KerasConcatenate(nn.Module):
     """Keras's Concatenate on the channels (NHWC's last axis) is dim 1 in NCHW."""
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -134,18 +137,18 @@ class CifarCNN(nn.Module):
     order; `forward` feeds each layer the outputs of the layers the description says (for a chain, the
     one before). `architecture` is kept, so conversion and tables follow it."""
 
-    def __init__(self, architecture: arch.Architecture, dataset: DatasetConfig = DatasetConfig()):
+    def __init__(self, architecture: Architecture, dataset: DatasetConfig = DatasetConfig()):
         super().__init__()
         input_shape = (dataset.image_size, dataset.image_size, dataset.channels)
-        shapes = arch.validate(architecture, input_shape, dataset.num_classes, f"architecture {architecture.name}")
+        shapes = validate(architecture, input_shape, dataset.num_classes, f"architecture {architecture.name}")
         # PyTorch flattens NCHW in (C, H, W) order, Keras NHWC in (H, W, C): the outputs of flatten and of
         # the element-wise layers after it are permuted for comparison (`flat_outputs`), and the Dense
         # they feed has its kernel's input axis permuted on transfer (`flat_inputs`). Both map to (C, H, W).
         self.architecture = architecture
         self.flat_outputs: dict[str, tuple[int, int, int]] = {}
         self.flat_inputs: dict[str, tuple[int, int, int]] = {}
-        shape_of: dict[str, tuple[int, ...]] = {arch.INPUT: input_shape}
-        feature_map_of: dict[str, tuple[int, int, int] | None] = {arch.INPUT: None}
+        shape_of: dict[str, tuple[int, ...]] = {INPUT: input_shape}
+        feature_map_of: dict[str, tuple[int, int, int] | None] = {INPUT: None}
         # After its last use, a layer's output is let go (inputs_of index -> names no longer needed).
         self.released: dict[int, list[str]] = {}
         last_use = {}
@@ -158,9 +161,9 @@ class CifarCNN(nn.Module):
             # The last layer's softmax stays out of the network: it returns logits.
             activation = ACTIVATIONS["linear" if spec is last else getattr(spec, "activation", "linear")]()
             self.add_module(spec.name, build_module(spec, previous, activation, is_last=spec is last))
-            if isinstance(spec, arch.Flatten):
+            if isinstance(spec, Flatten):
                 feature_map = (previous[2], previous[0], previous[1])
-            if isinstance(spec, arch.Dense) and feature_map is not None:
+            if isinstance(spec, Dense) and feature_map is not None:
                 self.flat_inputs[spec.name], feature_map = feature_map, None
             elif feature_map is not None:
                 self.flat_outputs[spec.name] = feature_map
@@ -175,48 +178,48 @@ class CifarCNN(nn.Module):
 
     def walk(self, images: torch.Tensor, keep: bool = True) -> dict[str, torch.Tensor]:
         """Every layer's output by name (with `keep`, else only the last), following the graph."""
-        outputs = {arch.INPUT: images}
+        outputs = {INPUT: images}
         for index, (name, module) in enumerate(self.named_children()):
             outputs[name] = module(*(outputs[source] for source in self.architecture.inputs_of(index)))
             if not keep:
                 for source in self.released.get(index, ()):
                     del outputs[source]
-        outputs.pop(arch.INPUT, None)
+        outputs.pop(INPUT, None)
         return outputs
 
 
-def build_module(spec: arch.Layer, input_shape: tuple[int, ...], activation: nn.Module,
+def build_module(spec: Layer, input_shape: tuple[int, ...], activation: nn.Module,
                  is_last: bool = False) -> nn.Module:
     """The PyTorch module of one described layer, given its (first) input's shape in Keras's layout."""
-    if isinstance(spec, (arch.Conv2D, arch.DepthwiseConv2D)):
+    if isinstance(spec, (Conv2D, DepthwiseConv2D)):
         return KerasConv2d(spec, input_shape[2], input_shape[:2], activation)
-    if isinstance(spec, arch.Dense):
+    if isinstance(spec, Dense):
         return KerasDense(input_shape[0], spec.units, spec.use_bias, activation)
-    if isinstance(spec, arch.BatchNormalization):
+    if isinstance(spec, BatchNormalization):
         return KerasBatchNorm(input_shape[-1], spec.momentum, spec.epsilon)
-    if isinstance(spec, arch.Activation):
+    if isinstance(spec, Activation):
         return activation
-    if isinstance(spec, arch.MaxPooling2D):
+    if isinstance(spec, MaxPooling2D):
         return nn.MaxPool2d(spec.pool_size, spec.strides)  # 'valid': no padding, the remainder dropped
-    if isinstance(spec, arch.AveragePooling2D):
+    if isinstance(spec, AveragePooling2D):
         return nn.AvgPool2d(spec.pool_size, spec.strides)
-    if isinstance(spec, arch.GlobalAveragePooling2D):
+    if isinstance(spec, GlobalAveragePooling2D):
         return GlobalAveragePool()
-    if isinstance(spec, arch.Dropout):
+    if isinstance(spec, Dropout):
         return nn.Dropout(spec.rate)  # element-wise, like Keras (not Dropout2d)
-    if isinstance(spec, arch.Flatten):
+    if isinstance(spec, Flatten):
         return nn.Flatten()
-    if isinstance(spec, arch.ZeroPadding2D):
+    if isinstance(spec, ZeroPadding2D):
         (top, bottom), (left, right) = spec.padding
         return nn.ZeroPad2d((left, right, top, bottom))
-    if isinstance(spec, arch.ReLU):
+    if isinstance(spec, ReLU):
         return nn.ReLU()
-    if isinstance(spec, arch.Softmax):
+    if isinstance(spec, Softmax):
         return nn.Identity() if is_last else ACTIVATIONS["softmax"]()
-    if isinstance(spec, arch.Add):
-        return Add()
-    if isinstance(spec, arch.Concatenate):
-        return Concatenate()
+    if isinstance(spec, Add):
+        return KerasAdd()
+    if isinstance(spec, Concatenate):
+        return KerasConcatenate()
     raise TypeError(f"no PyTorch module for {type(spec).__name__}")
 
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cifar_common import architecture as arch
+from cifar_common.spec.layers import (INPUT, Activation, Add, Architecture, BatchNormalization, Concatenate, Conv2D,
+                                      Dense, DepthwiseConv2D, Flatten, GlobalAveragePooling2D, Layer, ReLU, Softmax,
+                                      ZeroPadding2D)
 
 
-def random_graph(rng: np.random.Generator, index: int) -> arch.Architecture:
+def random_graph(rng: np.random.Generator, index: int) -> Architecture:
     """A random functional CNN: a stem, then blocks drawn from residual (Add), projection shortcut (strided
     conv on both paths), concatenated branches (one through ZeroPadding2D and an even kernel) and depthwise;
     BatchNorm and ReLU layers; a global-pooling or flatten head; softmax in the Dense or as its own layer."""
-    layers: list[arch.Layer] = []
+    layers: list[Layer] = []
     inbound: list[tuple[str, ...]] = []
     count = iter(range(1, 1000))
 
-    def add(layer: arch.Layer, *inputs: str) -> str:
+    def add(layer: Layer, *inputs: str) -> str:
         layers.append(layer)
         inbound.append(inputs)
         return layer.name
@@ -25,48 +27,48 @@ def random_graph(rng: np.random.Generator, index: int) -> arch.Architecture:
         return f"{kind}_{next(count)}"
 
     def conv(x: str, filters: int, kernel: int = 3, strides: int = 1, padding: str = "same") -> str:
-        x = add(arch.Conv2D(name("conv"), filters, (kernel, kernel), (strides, strides), padding, "linear",
+        x = add(Conv2D(name("conv"), filters, (kernel, kernel), (strides, strides), padding, "linear",
                             bool(rng.random() < 0.5)), x)
-        return add(arch.BatchNormalization(name("bn"), float(rng.choice([0.9, 0.99]))), x)
+        return add(BatchNormalization(name("bn"), float(rng.choice([0.9, 0.99]))), x)
 
     channels, size = 8, 32
-    x = add(arch.ReLU(name("relu")), conv(arch.INPUT, channels))
+    x = add(ReLU(name("relu")), conv(INPUT, channels))
     kinds = ["residual", "projection", "concat", "depthwise"]
     for kind in [kinds[index % 4], *rng.choice(kinds, size=2)]:
         strides = 2 if size >= 8 and rng.random() < 0.6 else 1
         if kind == "residual":
-            branch = conv(add(arch.ReLU(name("relu")), conv(x, channels)), channels)
-            x = add(arch.ReLU(name("relu")), add(arch.Add(name("add")), branch, x))
+            branch = conv(add(ReLU(name("relu")), conv(x, channels)), channels)
+            x = add(ReLU(name("relu")), add(Add(name("add")), branch, x))
         elif kind == "projection":
             wider = channels * 2
-            branch = conv(add(arch.ReLU(name("relu")), conv(x, wider, 3, strides)), wider)
+            branch = conv(add(ReLU(name("relu")), conv(x, wider, 3, strides)), wider)
             shortcut = conv(x, wider, 1, strides, "valid")
-            x = add(arch.Activation(name("act"), "relu"), add(arch.Add(name("add")), branch, shortcut))
+            x = add(Activation(name("act"), "relu"), add(Add(name("add")), branch, shortcut))
             channels, size = wider, -(-size // strides)
         elif kind == "concat":
-            left = add(arch.Conv2D(name("conv"), 4, (1, 1), activation="relu"), x)
-            padded = add(arch.ZeroPadding2D(name("pad"), ((0, 1), (0, 1))), x)
-            right = add(arch.Conv2D(name("conv"), 6, (2, 2), padding="valid", activation="elu"), padded)
-            x = add(arch.Concatenate(name("concat")), left, right, x)
+            left = add(Conv2D(name("conv"), 4, (1, 1), activation="relu"), x)
+            padded = add(ZeroPadding2D(name("pad"), ((0, 1), (0, 1))), x)
+            right = add(Conv2D(name("conv"), 6, (2, 2), padding="valid", activation="elu"), padded)
+            x = add(Concatenate(name("concat")), left, right, x)
             channels += 10
         else:
             multiplier = int(rng.choice([1, 2]))
-            x = add(arch.DepthwiseConv2D(name("depthwise"), (3, 3), (strides, strides), "same", multiplier,
+            x = add(DepthwiseConv2D(name("depthwise"), (3, 3), (strides, strides), "same", multiplier,
                                          "linear", bool(rng.random() < 0.5)), x)
-            x = add(arch.ReLU(name("relu")), add(arch.BatchNormalization(name("bn")), x))
+            x = add(ReLU(name("relu")), add(BatchNormalization(name("bn")), x))
             channels, size = channels * multiplier, -(-size // strides)
     if index % 2:
-        x = add(arch.Dense(name("dense"), 16, "tanh"), add(arch.Flatten(name("flatten")), x))
+        x = add(Dense(name("dense"), 16, "tanh"), add(Flatten(name("flatten")), x))
     else:
-        x = add(arch.GlobalAveragePooling2D(name("gap")), x)
+        x = add(GlobalAveragePooling2D(name("gap")), x)
     if index % 3 == 1:
-        add(arch.Softmax(name("softmax")), add(arch.Dense(name("logits"), 10, "linear"), x))
+        add(Softmax(name("softmax")), add(Dense(name("logits"), 10, "linear"), x))
     else:
-        add(arch.Dense(name("dense"), 10, "softmax"), x)
-    return arch.Architecture(f"graph{index}", tuple(layers), tuple(inbound))
+        add(Dense(name("dense"), 10, "softmax"), x)
+    return Architecture(f"graph{index}", tuple(layers), tuple(inbound))
 
 
-def random_graphs(seed: int, count: int) -> list[arch.Architecture]:
+def random_graphs(seed: int, count: int) -> list[Architecture]:
     rng = np.random.default_rng(seed)
     return [random_graph(rng, index) for index in range(count)]
 

@@ -4,8 +4,11 @@ import keras
 import pytest
 from keras import layers
 
-from cifar_common import architecture as arch, describe_keras
-from cifar_common.config import load_config
+from cifar_common.spec import describe_keras
+from cifar_common.spec.config import load_config
+from cifar_common.spec.keras_config import architecture_of_keras_file
+from cifar_common.spec.layers import INPUT, Architecture, Conv2D, DepthwiseConv2D
+from cifar_common.spec.yaml_form import parse_architecture
 from keras_reference.model import build_model
 from lightning_impl import check_parity, export
 from parity_tests.graphs import random_graphs
@@ -21,9 +24,9 @@ def test_random_graphs_cover_the_graph_layers():
     graphs = random_graphs(GRAPH_SEED, RANDOM_GRAPHS)
     found = {type(layer).__name__ for graph in graphs for layer in graph.layers}
     assert {"Add", "Concatenate", "DepthwiseConv2D", "ZeroPadding2D", "ReLU", "Softmax", "BatchNormalization"} <= found
-    assert any(isinstance(layer, arch.DepthwiseConv2D) and layer.depth_multiplier == 2
+    assert any(isinstance(layer, DepthwiseConv2D) and layer.depth_multiplier == 2
                for graph in graphs for layer in graph.layers)
-    assert any(isinstance(layer, arch.Conv2D) and layer.strides == (2, 2) and layer.padding == "same"
+    assert any(isinstance(layer, Conv2D) and layer.strides == (2, 2) and layer.padding == "same"
                for graph in graphs for layer in graph.layers)
 
 
@@ -37,7 +40,7 @@ def test_random_graphs_pass_check_parity(tmp_path, capsys):
         randomise_batchnorm(model, index)
         paths.append(tmp_path / f"{graph.name}.keras")
         model.save(paths[-1])
-        read, _ = arch.architecture_of_keras_file(paths[-1])
+        read, _ = architecture_of_keras_file(paths[-1])
         # Keras lists a graph's layers by depth, not in the order they were built: the same graph
         assert read.fingerprint == graph.fingerprint
         assert {layer.name: (layer, read.inputs_of(i)) for i, layer in enumerate(read.layers)} == \
@@ -55,10 +58,10 @@ def test_graph_description_round_trips_and_a_functional_chain_is_the_chain():
     """A graph's explicit form (with `inputs`) parses back to the same graph and fingerprint; the tutorial
     written as a functional model has the Sequential tutorial's fingerprint; the family's fingerprints stand."""
     graph = random_graphs(GRAPH_SEED, 1)[0]
-    assert arch.parse_architecture(graph.to_dict(), "test") == graph
+    assert parse_architecture(graph.to_dict(), "test") == graph
     tutorial = architecture("baseline")
-    inbound = ((arch.INPUT,), *((layer.name,) for layer in tutorial.layers[:-1]))
-    as_graph = arch.Architecture(tutorial.name, tutorial.layers, inbound)
+    inbound = ((INPUT,), *((layer.name,) for layer in tutorial.layers[:-1]))
+    as_graph = Architecture(tutorial.name, tutorial.layers, inbound)
     assert as_graph.inbound == () and as_graph.fingerprint == tutorial.fingerprint
     # Fingerprints recorded by runs and checkpoints before graphs existed (resume compares them).
     assert {name: architecture(name).fingerprint for name in ("baseline", "dropout", "variant_batchnorm")} == {
