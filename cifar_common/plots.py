@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MultipleLocator  # noqa: E402
 
-from cifar_common.runs import write_atomically  # noqa: E402
+from cifar_common.rundir.atomic import write_atomically  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, path: Path) -> None:

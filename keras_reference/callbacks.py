@@ -6,8 +6,8 @@ from pathlib import Path
 
 import keras
 
-from cifar_common import runs
 from cifar_common.errors import non_finite_loss
+from cifar_common.rundir.folder import write_history
 from keras_reference.checkpoints import LAST
 
 
@@ -26,7 +26,7 @@ class HistoryWriter(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
 
     def write(self) -> None:
-        runs.write_history(self.run_dir, self.rows)
+        write_history(self.run_dir, self.rows)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cifar_common.architecture import Architecture, layer_options
-from cifar_common.config import DatasetConfig, TrainingConfig
+from cifar_common.spec.config import DatasetConfig, TrainingConfig
+from cifar_common.spec.layers import Architecture, layer_options
 
 
 def build_model(architecture: Architecture, dataset: DatasetConfig = DatasetConfig()) -> keras.Sequential:

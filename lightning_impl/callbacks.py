@@ -16,13 +16,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
 
-from cifar_common import runs
 from cifar_common.errors import UserError, non_finite_loss
-from cifar_common.resume import carry_on_hint, last_good
+from cifar_common.rundir.folder import EPOCH_METRICS, write_history
+from cifar_common.rundir.resume import carry_on_hint, last_good
 from lightning_impl.checkpoint_io import LAST, epochs_done
-
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
 
 class HistoryWriter(Callback):
     """Keras-style history: one row per epoch, kept in the checkpoint; `HistoryFile` writes history.csv."""
@@ -39,7 +36,7 @@ class HistoryWriter(Callback):
 
     def write(self, trainer: L.Trainer) -> None:
         if trainer.is_global_zero:
-            runs.write_history(self.run_dir, self.rows)
+            write_history(self.run_dir, self.rows)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": list(self.rows)}

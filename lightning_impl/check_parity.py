@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_common.architecture import architecture_of_keras_file, validate
-from cifar_common.cli import positive_int
-from cifar_common.config import DatasetConfig
 from cifar_common.data import load_cifar10, to_unit_float
 from cifar_common.discrepancy import all_ok, compare_pairs, format_table
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
+from cifar_common.spec.config import DatasetConfig
+from cifar_common.spec.fit_flags import positive_int
+from cifar_common.spec.keras_config import architecture_of_keras_file
+from cifar_common.spec.shapes import validate
 from lightning_impl.convert import load_keras_file
 from lightning_impl.network import CifarCNN, keras_layout_outputs
 

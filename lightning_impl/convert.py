@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cifar_common.architecture import (Architecture, architecture_from_keras_config, describe, read_keras_config,
-                                       unreadable_keras_file)
 from cifar_common.errors import UserError
+from cifar_common.spec.keras_config import architecture_from_keras_config, read_keras_config, unreadable_keras_file
+from cifar_common.spec.layers import Architecture, describe
 from lightning_impl.network import CifarCNN, KerasBatchNorm
 
 # (Keras variable, torch attribute, trainable), in the order Keras creates the variables.

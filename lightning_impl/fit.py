@@ -31,13 +31,12 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from cifar_common import runs
-from cifar_common.cli import config_from_flags, fit_parser, positive_int
-from cifar_common.config import RunConfig, load_config
-from cifar_common.metrics import build_metrics
 from cifar_common.errors import UserError, WriteFailed, exits_cleanly_on_user_error
-from cifar_common.outputs import summary_line, write_results
-from cifar_common.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
+from cifar_common.rundir.folder import new_run_dir, summary_line, write_config, write_launch, write_results
+from cifar_common.rundir.metrics_json import build_metrics
+from cifar_common.rundir.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
+from cifar_common.spec.config import RunConfig, load_config
+from cifar_common.spec.fit_flags import config_from_flags, fit_parser, positive_int
 from lightning_impl.callbacks import (CtrlC, HistoryFile, HistoryWriter, RandomState, ResumeHint,
                                       StopOnNonFiniteLoss)
 from lightning_impl.checkpoint_io import LAST, AtomicCheckpointIO, epochs_done, resume_checkpoint
@@ -218,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     datamodule = Cifar10DataModule(args.data_dir, t.batch_size, t.validation_split, t.seed, subset)
     datamodule.prepare_data()  # bad data fails here, before a run folder exists
     if args.resume is None and not started_by_launcher():
-        run_dir = runs.new_run_dir(args.out, FRAMEWORK, config.variant, config.architecture.name)
-        runs.write_config(run_dir, config.to_dict())
-        runs.write_launch(run_dir, subset, asdict(flags))
+        run_dir = new_run_dir(args.out, FRAMEWORK, config.variant, config.architecture.name)
+        write_config(run_dir, config.to_dict())
+        write_launch(run_dir, subset, asdict(flags))
         os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the processes DDP starts
     elif args.resume is None:
         # Only global rank 0 writes; other nodes, which do not inherit the variable, get a scratch folder.

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from cifar_common.architecture import Architecture, parse_architecture
-from cifar_common.config import DatasetConfig, tutorial_architecture
+from cifar_common.spec.config import DatasetConfig, tutorial_architecture
+from cifar_common.spec.layers import Architecture
+from cifar_common.spec.yaml_form import parse_architecture
 from lightning_impl.network import CifarCNN
 from lightning_impl.optim import KerasRMSprop
 

@@ -19,9 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_common import architecture as arch
-from cifar_common.config import DatasetConfig
 from cifar_common.errors import UserError
+from cifar_common.spec.config import DatasetConfig
+from cifar_common.spec.layers import (Activation, Architecture, AveragePooling2D, BatchNormalization, Conv2D, Dense,
+                                      Dropout, Flatten, GlobalAveragePooling2D, Layer, MaxPooling2D)
+from cifar_common.spec.shapes import same_padding, validate
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
                "softmax": lambda: nn.Softmax(dim=1),  # Keras's softmax is over the last axis: channels
@@ -31,8 +33,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Si
 class KerasConv2d(nn.Conv2d):
     """Conv2D: TensorFlow's padding, then the convolution, then the layer's activation."""
 
-    def __init__(self, spec: arch.Conv2D, in_channels: int, in_size: tuple[int, int], activation: nn.Module):
-        pads = [arch.same_padding(in_size[i], spec.kernel_size[i], spec.strides[i]) if spec.padding == "same"
+    def __init__(self, spec: Conv2D, in_channels: int, in_size: tuple[int, int], activation: nn.Module):
+        pads = [same_padding(in_size[i], spec.kernel_size[i], spec.strides[i]) if spec.padding == "same"
                 else (0, 0) for i in (0, 1)]
         symmetric = all(before == after for before, after in pads)
         super().__init__(in_channels, spec.filters, spec.kernel_size, spec.strides, bias=spec.use_bias,
@@ -104,9 +106,9 @@ class GlobalAveragePool(nn.Module):
 class CifarCNN(nn.Sequential):
     """The described network; `architecture` is kept, so conversion and tables follow it."""
 
-    def __init__(self, architecture: arch.Architecture, dataset: DatasetConfig = DatasetConfig()):
+    def __init__(self, architecture: Architecture, dataset: DatasetConfig = DatasetConfig()):
         input_shape = (dataset.image_size, dataset.image_size, dataset.channels)
-        shapes = arch.validate(architecture, input_shape, dataset.num_classes, f"architecture {architecture.name}")
+        shapes = validate(architecture, input_shape, dataset.num_classes, f"architecture {architecture.name}")
         modules: OrderedDict[str, nn.Module] = OrderedDict()
         # PyTorch flattens NCHW in (C, H, W) order, Keras NHWC in (H, W, C): the outputs of flatten and of
         # the element-wise layers after it are permuted for comparison (`flat_outputs`), and the Dense
@@ -122,9 +124,9 @@ class CifarCNN(nn.Sequential):
             # The last layer's softmax stays out of the network: it returns logits.
             activation = ACTIVATIONS["linear" if spec is last else getattr(spec, "activation", "linear")]()
             modules[spec.name] = build_module(spec, previous, activation)
-            if isinstance(spec, arch.Flatten):
+            if isinstance(spec, Flatten):
                 feature_map = (previous[2], previous[0], previous[1])
-            if isinstance(spec, arch.Dense) and feature_map is not None:
+            if isinstance(spec, Dense) and feature_map is not None:
                 flat_inputs[spec.name], feature_map = feature_map, None
             elif feature_map is not None:
                 flat_outputs[spec.name] = feature_map
@@ -135,25 +137,25 @@ class CifarCNN(nn.Sequential):
         init_like_keras(self)
 
 
-def build_module(spec: arch.Layer, input_shape: tuple[int, ...], activation: nn.Module) -> nn.Module:
+def build_module(spec: Layer, input_shape: tuple[int, ...], activation: nn.Module) -> nn.Module:
     """The PyTorch module of one described layer, given its input shape in Keras's layout."""
-    if isinstance(spec, arch.Conv2D):
+    if isinstance(spec, Conv2D):
         return KerasConv2d(spec, input_shape[2], input_shape[:2], activation)
-    if isinstance(spec, arch.Dense):
+    if isinstance(spec, Dense):
         return KerasDense(input_shape[0], spec.units, spec.use_bias, activation)
-    if isinstance(spec, arch.BatchNormalization):
+    if isinstance(spec, BatchNormalization):
         return KerasBatchNorm(input_shape[-1], spec.momentum, spec.epsilon)
-    if isinstance(spec, arch.Activation):
+    if isinstance(spec, Activation):
         return activation
-    if isinstance(spec, arch.MaxPooling2D):
+    if isinstance(spec, MaxPooling2D):
         return nn.MaxPool2d(spec.pool_size, spec.strides)  # 'valid': no padding, the remainder dropped
-    if isinstance(spec, arch.AveragePooling2D):
+    if isinstance(spec, AveragePooling2D):
         return nn.AvgPool2d(spec.pool_size, spec.strides)
-    if isinstance(spec, arch.GlobalAveragePooling2D):
+    if isinstance(spec, GlobalAveragePooling2D):
         return GlobalAveragePool()
-    if isinstance(spec, arch.Dropout):
+    if isinstance(spec, Dropout):
         return nn.Dropout(spec.rate)  # element-wise, like Keras (not Dropout2d)
-    if isinstance(spec, arch.Flatten):
+    if isinstance(spec, Flatten):
         return nn.Flatten()
     raise TypeError(f"no PyTorch module for {type(spec).__name__}")
 

@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_common.architecture import Architecture, Dropout
-from cifar_common.config import CONFIG_DIR, load_config
 from cifar_common.discrepancy import all_ok, compare_pairs, format_table
+from cifar_common.paths import CONFIG_DIR
+from cifar_common.spec.config import load_config
+from cifar_common.spec.layers import Architecture, Dropout
 from keras_reference.inspect_model import layer_outputs
 from keras_reference.model import build_model, weight_arrays
-from lightning_impl.convert import load_keras_arrays
 from lightning_impl import network as port
+from lightning_impl.convert import load_keras_arrays
 
 TUTORIAL = ("baseline", "dropout")
 VARIANTS = ("variant_batchnorm", "variant_small")

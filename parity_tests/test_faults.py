@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 import torch
+import yaml
 
-from cifar_common import runs
 from cifar_common.data import ENV_VAR
+from cifar_common.rundir.atomic import write_text
+from cifar_common.rundir.folder import read_history, read_run, write_history
 from lightning_impl import fit as lightning_fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +165,7 @@ def test_no_loadable_checkpoint_says_the_run_must_start_again(finished, tmp_path
 
 
 def test_checkpoint_of_another_variant_is_refused(finished, tmp_path, capsys):
-    from cifar_common.config import tutorial_architecture
+    from cifar_common.spec.config import tutorial_architecture
     run_dir = interrupted_copy(finished, tmp_path)
     settings = yaml.safe_load((run_dir / "config.yaml").read_text())
     dropout, baseline = tutorial_architecture(True), tutorial_architecture(False)
@@ -229,11 +230,11 @@ def test_run_files_get_the_umask_permissions(tmp_path):
     from lightning_impl.checkpoint_io import AtomicCheckpointIO
     old = os.umask(0o027)
     try:
-        runs.write_history(tmp_path, [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0,
+        write_history(tmp_path, [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0,
                                        "val_accuracy": 0.5}])
         AtomicCheckpointIO().save_checkpoint({"epoch": 0}, tmp_path / "model.ckpt")
         os.umask(0o002)
-        runs.write_text(tmp_path / "config.yaml", "x: 1\n")
+        write_text(tmp_path / "config.yaml", "x: 1\n")
     finally:
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
@@ -268,7 +269,7 @@ def test_kill_between_an_epochs_checkpoint_and_its_history_row_resumes(framework
     resumed = subprocess.run([sys.executable, "-m", module, "--resume", str(run_dir)], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert list(runs.read_history(run_dir)["epoch"]) == [1, 2]
+    assert list(read_history(run_dir)["epoch"]) == [1, 2]
     assert json.loads((run_dir / "metrics.json").read_text())["resumed_after_epoch"] == 1
     if framework == "lightning":
         assert (run_dir / "history.csv").read_text() == (finished / "history.csv").read_text()
@@ -277,10 +278,10 @@ def test_kill_between_an_epochs_checkpoint_and_its_history_row_resumes(framework
 
 def test_keras_resume_uses_the_previous_checkpoint_or_says_start_again(tmp_path, capsys):
     from cifar_common.errors import UserError
-    from cifar_common.resume import checkpoint_to_resume
+    from cifar_common.rundir.resume import checkpoint_to_resume
+    from cifar_common.spec.config import TrainingConfig, tutorial_architecture
     from keras_reference.checkpoints import LAST, checkpoint_loader, save_checkpoint
     from keras_reference.model import build_model, compile_model
-    from cifar_common.config import TrainingConfig, tutorial_architecture
     model = compile_model(build_model(tutorial_architecture(True)), TrainingConfig())
     rows = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
     last = tmp_path / LAST
@@ -305,9 +306,10 @@ def test_keras_resume_uses_the_previous_checkpoint_or_says_start_again(tmp_path,
 def test_keras_checkpoint_write_that_fills_the_disk_keeps_the_last_good_one(tmp_path, monkeypatch):
     """`model.save` writes half of last.keras's temporary file, then ENOSPC: the epoch-1 file stays and loads."""
     import keras
-    from cifar_common.config import TrainingConfig, tutorial_architecture
+
     from cifar_common.errors import WriteFailed
-    from cifar_common.resume import with_carry_on_hint
+    from cifar_common.rundir.resume import with_carry_on_hint
+    from cifar_common.spec.config import TrainingConfig, tutorial_architecture
     from keras_reference.checkpoints import LAST, epochs_done, read_checkpoint, save_checkpoint
     from keras_reference.fit import COMMAND
     from keras_reference.model import build_model, compile_model

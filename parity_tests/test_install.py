@@ -93,7 +93,7 @@ def test_installed_fit_and_compare_run_from_another_folder(installed, tmp_path):
             / "comparison.json").is_file()
 
     files = recorded_module_files(installed)
-    assert {"lightning_impl.fit", "keras_reference.fit", "cifar_common.compare", "cifar_common.config"} <= set(files)
+    assert {"lightning_impl.fit", "keras_reference.fit", "cifar_common.compare", "cifar_common.spec.config"} <= set(files)
     outside = {name: path for name, path in files.items() if path is None or not Path(path).is_relative_to(installed)}
     assert outside == {}, f"modules loaded from outside the install: {outside}"
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from cifar_common.data import to_unit_float
+from cifar_common.spec.config import TrainingConfig
 from keras_reference.model import compile_model, weight_arrays
-from cifar_common.config import TrainingConfig
 from lightning_impl.convert import to_keras_arrays
 from lightning_impl.optim import KerasRMSprop
 from parity_tests.harness import assert_close, keras_and_port, keras_dtype, nchw
@@ -81,7 +81,7 @@ def test_variant_steps_match_keras_with_moving_statistics(config_name, cifar):
 @pytest.mark.report
 def test_record_drift_over_100_steps(cifar, report_dir):
     """Opt-in (-m report): record how far the two sides drift over 100 lockstep steps."""
-    from cifar_common.runs import write_text
+    from cifar_common.rundir.atomic import write_text
     lines = ["step,keras_loss,port_loss,max_param_diff"]
     for step, k, p, model, network in lockstep(cifar, 100):
         expected, actual = weight_arrays(model), to_keras_arrays(network)
@@ -94,6 +94,7 @@ def test_record_drift_over_100_steps(cifar, report_dir):
 def plot_drift(csv_path, png_path) -> None:
     """Largest parameter difference (log scale) and both losses against the lockstep step."""
     import matplotlib.pyplot as plt
+
     from cifar_common.plots import save_figure
     data = np.genfromtxt(csv_path, delimiter=",", names=True)
     fig, (drift, losses) = plt.subplots(1, 2, figsize=(11, 4))

@@ -75,14 +75,13 @@ def test_recorded_run_resumes_to_its_recorded_result_bit_for_bit(framework, tmp_
 
 def test_recorded_runs_load_in_the_report(tmp_path):
     """`make report`'s reader and builder take in run folders of earlier code."""
-    from cifar_common import report
+    from cifar_common.analysis.results import build, read_recorded
     (tmp_path / "runs").mkdir()
     for run_dir in RECORDED.values():
         shutil.copytree(run_dir, tmp_path / "runs" / run_dir.name, ignore=shutil.ignore_patterns("checkpoints"))
-    recorded = report.read_recorded(tmp_path)
+    recorded = read_recorded(tmp_path)
     assert sorted(run.metrics["framework"] for run in recorded) == ["keras", "lightning"]
     for run in recorded:
-        full = report.read_full(tmp_path, run)
-        assert full.probs.shape == (512, 10) and full.confusion.sum() == 512
-    report.build(tmp_path, out=tmp_path / "built", figures=False)
+        assert run.probs.shape == (512, 10) and run.confusion.sum() == 512
+    build(tmp_path, out=tmp_path / "built", figures=False)
     assert (tmp_path / "built" / "bands.json").is_file()

@@ -13,7 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_common import bands, report, runs
+from cifar_common import report
+from cifar_common.analysis import bands
+from cifar_common.analysis.stats import confusion_from_predictions
+from cifar_common.rundir.folder import (write_config, write_confusion, write_history, write_launch, write_metrics,
+                                        write_predictions)
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
@@ -23,12 +27,12 @@ def write_run(parent: Path, name: str, framework: str, seed: int, test_accuracy:
     """A finished run folder with known values (10 test images)."""
     run_dir = parent / name
     run_dir.mkdir(parents=True)
-    runs.write_config(run_dir, {"training": {"dropout": True, "epochs": epochs, "seed": seed}})
-    runs.write_launch(run_dir, subset)
+    write_config(run_dir, {"training": {"dropout": True, "epochs": epochs, "seed": seed}})
+    write_launch(run_dir, subset)
     val = np.linspace(0.3, 0.3 + 0.01 * seed, epochs)
-    runs.write_history(run_dir, [{"epoch": e + 1, "loss": 2.0 - 0.1 * e, "accuracy": 0.3, "val_loss": 1.9,
+    write_history(run_dir, [{"epoch": e + 1, "loss": 2.0 - 0.1 * e, "accuracy": 0.3, "val_loss": 1.9,
                                   "val_accuracy": float(val[e])} for e in range(epochs)])
-    runs.write_metrics(run_dir, {"framework": framework, "variant": "dropout", "epochs": epochs, "seed": seed,
+    write_metrics(run_dir, {"framework": framework, "variant": "dropout", "epochs": epochs, "seed": seed,
                                  "test_accuracy": test_accuracy, "final_val_accuracy": float(val[-1]),
                                  "fit_seconds": 60.0 * seed, "train_images": 35000,
                                  "provenance": {"finished_at": f"2026-11-0{seed}T10:00:00+00:00", "cpu": "AMD EPYC",
@@ -36,8 +40,8 @@ def write_run(parent: Path, name: str, framework: str, seed: int, test_accuracy:
     labels = np.arange(10)
     predicted = np.where(labels < round(10 * test_accuracy), labels, (labels + 1) % 10)
     if predictions:
-        runs.write_predictions(run_dir, labels, np.eye(10, dtype=np.float32)[predicted])
-    runs.write_confusion(run_dir, runs.confusion_from_predictions(labels, predicted, 10))
+        write_predictions(run_dir, labels, np.eye(10, dtype=np.float32)[predicted])
+    write_confusion(run_dir, confusion_from_predictions(labels, predicted, 10))
     return run_dir
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cifar_common.architecture import parse_architecture
-from cifar_common.runs import HISTORY_COLUMNS
+from cifar_common.rundir.folder import EPOCH_METRICS
+from cifar_common.spec.yaml_form import parse_architecture
 
 LOG_DIR = "tensorboard"  # inside the run folder: a resumed run carries on in the same one
-TAGS = tuple(column for column in HISTORY_COLUMNS if column != "epoch")
+TAGS = EPOCH_METRICS  # one scalar per history.csv column
 
 
 def log_dir(run_dir: str | Path) -> Path:

@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any, Sequence
 
-from cifar_common.config import RunConfig
+from cifar_common.spec.config import RunConfig
 
 
 def cpu_model() -> str:

@@ -1,7 +1,7 @@
 """Which checkpoint an interrupted run carries on from, and what to tell the user; both frameworks.
 
 Each run keeps its per-epoch checkpoint (`checkpoints/last.*`) and, once a newer one is written
-and verified, the one before it (`checkpoints/last.previous.*`, see `runs.write_atomically`). A
+and verified, the one before it (`checkpoints/last.previous.*`, see `rundir.atomic.write_atomically`). A
 resume takes the newest of the two that loads; the framework supplies the loader.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from cifar_common import runs
 from cifar_common.errors import UserError, WriteFailed
+from cifar_common.rundir.folder import LAUNCH_FILE, read_launch
 
 # The flags that set what a run is; a resumed run takes them all from its folder.
 SETTING_FLAGS = ("dropout", "config", "epochs", "batch_size", "learning_rate", "seed", "subset", "out")
@@ -42,11 +42,11 @@ def open_unfinished_run(run_dir: Path, command: str) -> dict[str, Any]:
         raise UserError(f"--resume {run_dir}: no such run folder")
     if (run_dir / "metrics.json").is_file():
         raise UserError(f"--resume {run_dir}: this run finished already (metrics.json exists)")
-    launch_file = run_dir / runs.LAUNCH_FILE
+    launch_file = run_dir / LAUNCH_FILE
     if not launch_file.is_file() or not (run_dir / "config.yaml").is_file():
         raise UserError(f"--resume {run_dir}: not a run folder of {command} (config.yaml or {launch_file.name} "
                         f"missing)")
-    return runs.read_launch(run_dir)
+    return read_launch(run_dir)
 
 
 def previous_version(path: Path) -> Path:

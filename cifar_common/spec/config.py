@@ -14,13 +14,12 @@ from typing import Any
 
 import yaml
 
-from cifar_common.architecture import Architecture, parse_architecture, validate as validate_architecture
 from cifar_common.errors import UserError
-from cifar_common.paths import REPO_ROOT
+from cifar_common.paths import CONFIG_DIR
+from cifar_common.spec.layers import Architecture, checked_value
+from cifar_common.spec.shapes import validate as validate_architecture
+from cifar_common.spec.yaml_form import parse_architecture
 
-# An installed package ships configs/ as cifar_common/configs (pyproject.toml); a clone has it at the top.
-_SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
-CONFIG_DIR = _SHIPPED_CONFIGS if _SHIPPED_CONFIGS.is_dir() else REPO_ROOT / "configs"
 SECTIONS = ("dataset", "architecture", "training")
 
 
@@ -76,18 +75,8 @@ def _build(cls: type, values: Any, section: str, source: str):
         raise UserError(
             f"{source}: unknown setting '{section}.{unknown[0]}' (known: {', '.join(fields)})"
         )
-    checked = {}
-    for name, value in values.items():
-        expected = type(getattr(cls(), name))
-        # YAML gives ints where floats are meant (`epochs: 1` vs `learning_rate: 1`); bools are not numbers.
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not expected:
-            raise UserError(
-                f"{source}: setting '{section}.{name}' must be {expected.__name__}, "
-                f"got {value!r} ({type(value).__name__})"
-            )
-        checked[name] = value
+    checked = {name: checked_value(value, type(getattr(cls(), name)), f"{source}: setting '{section}.{name}'")
+               for name, value in values.items()}
     return cls(**checked)
 
 

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cifar_common.compare_stats import class_names_for
+from cifar_common.analysis.comparison import class_names_for
 from cifar_common.plots import draw_matrix, plt, save_figure, style_epoch_axis
 
 COLOUR_A, COLOUR_B = "tab:blue", "tab:orange"

@@ -7,19 +7,20 @@ from typing import Sequence
 
 import numpy as np
 
-from cifar_common.bands import RecordedRun, is_full_budget_tutorial
+from cifar_common.analysis.bands import is_full_budget_tutorial
 from cifar_common.data import CLASS_NAMES
 from cifar_common.plots import draw_matrix, plt, save_figure, style_epoch_axis
+from cifar_common.rundir.folder import Run
 
 COLOURS = {"keras": "tab:red", "lightning": "tab:blue"}
 VARIANTS = ("baseline", "dropout")
 
 
-def full_budget(recorded: Sequence[RecordedRun], variant: str) -> list[RecordedRun]:
+def full_budget(recorded: Sequence[Run], variant: str) -> list[Run]:
     return [run for run in recorded if run.metrics["variant"] == variant and is_full_budget_tutorial(run)]
 
 
-def plot_variant_curves(recorded: Sequence[RecordedRun], out_dir: Path) -> None:
+def plot_variant_curves(recorded: Sequence[Run], out_dir: Path) -> None:
     """val_accuracy and val_loss of every 31-epoch run, one row per variant, coloured by framework."""
     fig, axes = plt.subplots(len(VARIANTS), 2, figsize=(14, 5 * len(VARIANTS)), squeeze=False)
     for row, variant in zip(axes, VARIANTS):
@@ -36,7 +37,7 @@ def plot_variant_curves(recorded: Sequence[RecordedRun], out_dir: Path) -> None:
     save_figure(fig, out_dir / "curves.png")
 
 
-def plot_overfitting(recorded: Sequence[RecordedRun], out_dir: Path) -> None:
+def plot_overfitting(recorded: Sequence[Run], out_dir: Path) -> None:
     """Training loss (solid) and val_loss (dashed), baseline against dropout, one panel per framework."""
     fig, axes = plt.subplots(1, len(COLOURS), figsize=(14, 5), sharey=True, squeeze=False)
     for ax, framework in zip(axes[0], COLOURS):

@@ -1,6 +1,6 @@
 """Turn a `.keras` file into a config with its architecture, to train that network on both sides.
 
-    python -m cifar_common.describe_keras MODEL.keras [--name NAME] [--out my_variant.yaml]
+    python -m cifar_common.spec.describe_keras MODEL.keras [--name NAME] [--out my_variant.yaml]
 
 Reads the file's `config.json` (no TensorFlow), refuses a model outside the family (exit 2, naming
 the layer and option), and writes a YAML config: the file's architecture in the explicit form,
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from cifar_common.architecture import architecture_of_keras_file
-from cifar_common.config import default_config_path, load_config, validate
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
-from cifar_common.runs import write_text
+from cifar_common.rundir.atomic import write_text
+from cifar_common.spec.config import default_config_path, load_config, validate
+from cifar_common.spec.keras_config import architecture_of_keras_file
 
 
 def describe_file(model_path: Path, name: str | None = None) -> str:
@@ -33,13 +33,13 @@ def describe_file(model_path: Path, name: str | None = None) -> str:
         raise UserError(f"{model_path}: input shape {input_shape}; the CIFAR-10 pipeline feeds (32, 32, 3)")
     validate(config, str(model_path))
     header = (f"# The architecture of {model_path.name} ({architecture.fingerprint}), with the tutorial's "
-              f"dataset and training settings.\n# Written by python -m cifar_common.describe_keras.\n")
+              f"dataset and training settings.\n# Written by python -m cifar_common.spec.describe_keras.\n")
     return header + yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
 
 
 @exits_cleanly_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cifar_common.describe_keras",
+    parser = argparse.ArgumentParser(prog="python -m cifar_common.spec.describe_keras",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a Keras 3 Sequential model saved as .keras")
     parser.add_argument("--name", default=None,

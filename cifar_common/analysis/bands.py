@@ -13,29 +13,24 @@ import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats
 
 from cifar_common import markdown
+from cifar_common.analysis.stats import LATE_EPOCHS, late_val_accuracy
 from cifar_common.errors import UserError
 from cifar_common.paths import REPORTS_DIR
+from cifar_common.rundir.folder import Run
 
 BAND_FLOOR = 0.015  # the narrowest half-width: 1.5 accuracy points
 BAND_RULE = "mean ± max(2 std, 0.015)"
 METRICS = ("test_accuracy", "final_val_accuracy")
-LATE_EPOCHS = 5  # late_val_accuracy: the mean of the last epochs' val_accuracy
 DEFAULT_BANDS = REPORTS_DIR / "bands.json"
 TUTORIAL = "tutorial"  # runs recorded before architectures were named trained the tutorial's network
 FULL_EPOCHS = 31
 FULL_TRAIN_IMAGES = 35000  # Keras's 70% of the 50,000 training images
-
-
-class RecordedRun(Protocol):
-    path: Path
-    metrics: dict[str, Any]
-    history: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -65,21 +60,21 @@ def architecture_name(metrics: dict[str, Any]) -> str:
     return (metrics.get("architecture") or {}).get("name", TUTORIAL)
 
 
-def group_key(run: RecordedRun) -> tuple[str, str, str, int]:
+def group_key(run: Run) -> tuple[str, str, str, int]:
     m = run.metrics
     return m["framework"], architecture_name(m), m["variant"], int(m["epochs"])
 
 
-def is_full_budget_tutorial(run: RecordedRun) -> bool:
+def is_full_budget_tutorial(run: Run) -> bool:
     """A 31-epoch run of the tutorial's network: the runs the verdicts and the report's figures use."""
     return int(run.metrics["epochs"]) == FULL_EPOCHS and architecture_name(run.metrics) == TUTORIAL
 
 
-def late_val_accuracy(run: RecordedRun) -> float:
-    return float(np.mean(run.history["val_accuracy"][-LATE_EPOCHS:]))
+def late_mean(run: Run) -> float:
+    return late_val_accuracy(run.history)["mean"]
 
 
-def finished_on(run: RecordedRun) -> str:
+def finished_on(run: Run) -> str:
     """The run's own date: recorded at the end of the run, else the start time in its folder name."""
     finished = (run.metrics.get("provenance") or {}).get("finished_at")
     if finished:
@@ -88,16 +83,16 @@ def finished_on(run: RecordedRun) -> str:
     return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} (started)"
 
 
-def resumed_after(run: RecordedRun) -> int:
+def resumed_after(run: Run) -> int:
     return int(run.metrics.get("resumed_after_epoch") or 0)
 
 
-def run_entry(run: RecordedRun, predictions_kept: bool) -> dict[str, Any]:
+def run_entry(run: Run, predictions_kept: bool) -> dict[str, Any]:
     provenance = run.metrics.get("provenance") or {}
     return {
         "run": run.path.name, "seed": run.metrics["seed"],
         **{metric: float(run.metrics[metric]) for metric in METRICS},
-        "late_val_accuracy": late_val_accuracy(run),
+        "late_val_accuracy": late_mean(run),
         "fit_minutes": float(run.metrics["fit_seconds"]) / 60,
         "resumed_after_epoch": resumed_after(run),  # fit_minutes counts only the epochs after it
         "date": finished_on(run),
@@ -107,16 +102,16 @@ def run_entry(run: RecordedRun, predictions_kept: bool) -> dict[str, Any]:
     }
 
 
-def measure(recorded: Sequence[tuple[RecordedRun, bool]]) -> list[dict[str, Any]]:
+def measure(recorded: Sequence[tuple[Run, bool]]) -> list[dict[str, Any]]:
     """One group per (framework, architecture, variant, epochs), from (run, predictions kept) pairs."""
-    groups: dict[tuple[str, str, str, int], list[tuple[RecordedRun, bool]]] = {}
+    groups: dict[tuple[str, str, str, int], list[tuple[Run, bool]]] = {}
     for run, kept in recorded:
         groups.setdefault(group_key(run), []).append((run, kept))
     return [{
         "framework": framework, "architecture": architecture, "variant": variant, "epochs": epochs,
         "n": len(members),
         **{metric: summary([float(run.metrics[metric]) for run, _ in members]) for metric in METRICS},
-        "late_val_accuracy": summary([late_val_accuracy(run) for run, _ in members]),
+        "late_val_accuracy": summary([late_mean(run) for run, _ in members]),
         # Wall time of whole fits only: a resumed run's fit_seconds counts only its last epochs.
         "fit_seconds": summary([float(run.metrics["fit_seconds"]) for run, _ in members if not resumed_after(run)]),
         "seeds": [run.metrics["seed"] for run, _ in members],
@@ -128,14 +123,14 @@ def measure(recorded: Sequence[tuple[RecordedRun, bool]]) -> list[dict[str, Any]
 FIRST_EPOCH_METRICS = ("loss", "accuracy")
 
 
-def first_epoch_groups(recorded: Sequence[RecordedRun]) -> list[dict[str, Any]]:
+def first_epoch_groups(recorded: Sequence[Run]) -> list[dict[str, Any]]:
     """The first epoch's training loss and accuracy per (framework, architecture, variant), one run per seed.
 
     Runs of one seed share their first epoch whatever their length (same seed, same steps), so each
     seed counts once. These running means over an epoch of 137 steps vary far less from seed to
     seed than a validation accuracy two epochs in, so one epoch of the port tests as much, for less.
     """
-    groups: dict[tuple[str, str, str], dict[int, RecordedRun]] = {}
+    groups: dict[tuple[str, str, str], dict[int, Run]] = {}
     for run in recorded:
         framework, architecture, variant, _ = group_key(run)
         if run.metrics["train_images"] == FULL_TRAIN_IMAGES:
@@ -227,19 +222,11 @@ def overfitting_signature(val_loss: np.ndarray, loss: np.ndarray, min_rise: floa
                 and loss[-1] < loss[best])
 
 
-def fmt_std(stats_: dict) -> str:
-    return f"{stats_['mean']:.4f} ± {'n/a' if stats_['std'] is None else format(stats_['std'], '.4f')}"
-
-
-def fmt_minutes(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds / 60:.1f} min"
-
-
 def markdown_table(groups: Sequence[dict]) -> list[str]:
     header = ["framework", "architecture", "variant", "epochs", "n", "test accuracy (mean ± std)",
               "final val_accuracy (mean ± std)", "fit wall time (mean)", "seeds", "test accuracy of each run"]
     rows = [[g["framework"], g.get("architecture", TUTORIAL), g["variant"], str(g["epochs"]), str(g["n"]),
-             fmt_std(g["test_accuracy"]), fmt_std(g["final_val_accuracy"]), fmt_minutes(g["fit_seconds"]["mean"]),
+             markdown.fmt_std(g["test_accuracy"]), markdown.fmt_std(g["final_val_accuracy"]), markdown.fmt_minutes(g["fit_seconds"]["mean"]),
              ", ".join(str(r["seed"]) for r in g["runs"]), ", ".join(f"{r['test_accuracy']:.4f}" for r in g["runs"])]
             for g in groups]
     return markdown.table(header, rows)

@@ -5,7 +5,7 @@ import argparse
 import math
 from pathlib import Path
 
-from cifar_common.config import RunConfig, default_config_path, load_config
+from cifar_common.spec.config import RunConfig, default_config_path, load_config
 
 
 def positive_int(text: str) -> int:

@@ -13,17 +13,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cifar_common import across_seeds, markdown
-from cifar_common.bands import RecordedRun, is_full_budget_tutorial
+from cifar_common import markdown
+from cifar_common.analysis import across_seeds
+from cifar_common.analysis.bands import is_full_budget_tutorial
 from cifar_common.data import CLASS_NAMES
-from cifar_common.runs import write_text
+from cifar_common.rundir.atomic import write_text
+from cifar_common.rundir.folder import Run
 
 JSON_FILE = "across-seeds.json"
 FIGURE = "figures/confusion-across-seeds.png"
 FRAMEWORKS = {"keras": "Keras", "lightning": "port"}
 
 
-def dropout_runs(recorded: Sequence[RecordedRun], framework: str) -> list[RecordedRun]:
+def dropout_runs(recorded: Sequence[Run], framework: str) -> list[Run]:
     return [run for run in recorded if run.metrics["framework"] == framework
             and run.metrics["variant"] == "dropout" and is_full_budget_tutorial(run)]
 
@@ -32,15 +34,13 @@ def read_confusion(run_dir: Path) -> np.ndarray:
     return np.loadtxt(run_dir / "confusion.csv", delimiter=",", dtype=np.int64, ndmin=2)
 
 
-def read_predicted(run_dir: Path, run: RecordedRun) -> across_seeds.Predicted:
-    with np.load(run_dir / "predictions.npz") as saved:
-        predicted, truth = saved["probs"].argmax(axis=1), saved["y_true"]
+def predicted(run: Run) -> across_seeds.Predicted:
     return across_seeds.Predicted(label=run.path.name, framework=run.metrics["framework"],
-                                  seed=int(run.metrics["seed"]), predicted=predicted,
-                                  accuracy=float(np.mean(predicted == truth)))
+                                  seed=int(run.metrics["seed"]), predicted=run.y_pred,
+                                  accuracy=float(np.mean(run.y_pred == run.y_true)))
 
 
-def measure(recorded: Sequence[RecordedRun], reports_dir: Path) -> dict[str, Any]:
+def measure(recorded: Sequence[Run]) -> dict[str, Any]:
     """The across-seed numbers, JSON-ready (nan written as null)."""
     keras, port = dropout_runs(recorded, "keras"), dropout_runs(recorded, "lightning")
     result: dict[str, Any] = {
@@ -48,9 +48,8 @@ def measure(recorded: Sequence[RecordedRun], reports_dir: Path) -> dict[str, Any
         "port_runs": [{"run": r.path.name, "seed": r.metrics["seed"]} for r in port]}
     if keras and port:
         result["confusion"] = across_seeds.confusion_across_seeds(
-            [read_confusion(reports_dir / r.path) for r in keras], [read_confusion(reports_dir / r.path) for r in port])
-    kept = [read_predicted(reports_dir / r.path, r) for r in (*keras, *port)
-            if (reports_dir / r.path / "predictions.npz").is_file()]
+            [read_confusion(r.folder) for r in keras], [read_confusion(r.folder) for r in port])
+    kept = [predicted(r) for r in (*keras, *port) if r.has_predictions]
     result["agreement_pairs"] = across_seeds.agreement_pairs(kept)
     result["agreement_reading"] = across_seeds.agreement_reading(result["agreement_pairs"])
     return json_ready(result)

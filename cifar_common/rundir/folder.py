@@ -2,32 +2,33 @@
 
     config.yaml  launch.json  history.csv  metrics.json  predictions.npz  confusion.csv  plots/  model.*
 
-Every file is written to a temporary name in its own folder, flushed to disk and renamed, so a
-killed run or a full disk never leaves half a file in place of a whole one, and every run gets a
-new folder. Files get the user's usual permissions (the umask), as any file they create would.
+Every run gets a new folder, and every file in it is written atomically (`rundir.atomic`). `Run` is
+the one way a finished folder is read back: by `compare`, by the bands and by the results page.
 """
 from __future__ import annotations
 
 import csv
-import errno
+import functools
 import io
 import json
-import os
-import secrets
-import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Sequence
 
 import numpy as np
 import yaml
 
-from cifar_common.errors import UserError, WriteFailed
+from cifar_common import plots
+from cifar_common.data import CLASS_NAMES
+from cifar_common.errors import UserError
+from cifar_common.rundir.atomic import write_atomically, write_text
 
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # Keras's history keys, the same on both sides
+HISTORY_COLUMNS = ("epoch", *EPOCH_METRICS)
 LAUNCH_FILE = "launch.json"  # what config.yaml does not hold: --subset and any Trainer flags
-RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "predictions.npz", "confusion.csv")
+PREDICTIONS_FILE = "predictions.npz"
+RUN_FILES = ("config.yaml", "history.csv", "metrics.json", PREDICTIONS_FILE, "confusion.csv")
 PLOT_FILES = ("loss.png", "accuracy.png", "predictions.png", "confusion.png")
 DEFAULT_OUT = Path("runs")
 
@@ -63,95 +64,6 @@ def new_run_dir(out: str | Path | None, framework: str, variant: str, architectu
     except OSError as error:
         raise UserError(f"--out: cannot create {run_dir / 'plots'} ({error.strerror})") from None
     return run_dir
-
-
-MIB = 1024 * 1024
-
-
-def _new_temporary(path: Path) -> Path:
-    """An empty file next to `path`, keeping its suffix (Keras needs `.keras`), mode 0666 less the umask."""
-    while True:
-        tmp = path.with_name(f".{path.stem}-{secrets.token_hex(4)}.tmp{path.suffix}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-
-
-def _sync(path: Path) -> None:
-    """Flush a file (or a folder's entries) to the disk: a full disk can surface only here."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def write_failure(path: Path, error: OSError, written: int) -> WriteFailed:
-    """The one-line message for an OSError while writing `path`: what happened and what to do."""
-    folder = path.parent
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        needed = max(written, _size(path)) / MIB  # a new version is about as big as the last one
-        try:
-            free = f", {shutil.disk_usage(folder).free / MIB:.1f} MB free now"
-        except OSError:
-            free = ""
-        return WriteFailed(f"no space left on the disk of {folder} while writing {path.name} "
-                           f"(it needs at least {needed:.1f} MB{free}); free space there")
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return WriteFailed(f"cannot write {path}: {error.strerror}; make {folder} writable or choose "
-                           f"another --out")
-    return WriteFailed(f"cannot write {path}: {error.strerror or error}")
-
-
-def write_atomically(path: str | Path, write: Callable[[Path], None],
-                     verify: Callable[[Path], object] | None = None, previous: Path | None = None) -> None:
-    """Call `write(tmp)` and rename tmp to `path`: readers see the old file or the whole new one.
-
-    tmp is in `path`'s folder (a rename across file systems is a copy, and not atomic), flushed to
-    the disk before the rename, and checked with `verify(tmp)` when given. With `previous`, the file
-    being replaced is kept there (the older copy in `previous` is dropped first, so the disk holds
-    at most two versions plus the one being written). Any failure leaves `path` as it was and
-    raises WriteFailed.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        if previous is not None and path.exists():
-            previous.unlink(missing_ok=True)
-        tmp = _new_temporary(path)
-        write(tmp)
-        _sync(tmp)
-        if verify is not None:
-            try:
-                verify(tmp)
-            except Exception as error:  # whatever the loader raises: the new file is unusable
-                raise WriteFailed(f"{path}: the file just written does not load back ({error}); "
-                                  f"{path.name} was left as it was") from None
-        if previous is not None and path.exists():
-            os.replace(path, previous)
-        os.replace(tmp, path)
-        _sync(path.parent)
-    except OSError as error:
-        raise write_failure(path, error, _size(tmp) if tmp else 0) from None
-    finally:
-        if tmp is not None:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass  # the message above matters more than a leftover temporary file
-
-
-def write_text(path: str | Path, text: str) -> None:
-    write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
@@ -200,22 +112,72 @@ def write_confusion(run_dir: Path, confusion: np.ndarray) -> None:
     write_text(run_dir / "confusion.csv", buffer.getvalue())
 
 
-def confusion_from_predictions(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts with rows = truth, columns = predicted."""
-    return np.bincount(num_classes * np.asarray(y_true) + np.asarray(y_pred),
-                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+def history_columns(rows: Sequence[dict[str, float]]) -> dict[str, np.ndarray]:
+    return {key: np.array([row[key] for row in rows]) for key in HISTORY_COLUMNS}
+
+
+def write_results(run_dir: Path, history_rows: Sequence[dict[str, float]], metrics: dict[str, Any],
+                  test_images: np.ndarray, y_true: np.ndarray, probs: np.ndarray, confusion: np.ndarray) -> None:
+    """history, metrics, predictions, the confusion matrix (each framework computes its own) and plots."""
+    y_pred = probs.argmax(axis=1)
+    write_history(run_dir, list(history_rows))
+    write_predictions(run_dir, y_true, probs)
+    write_confusion(run_dir, confusion)
+    write_metrics(run_dir, metrics)
+    title = f"{metrics['framework']} {metrics['variant']}"
+    (run_dir / "plots").mkdir(exist_ok=True)  # a run folder copied without its empty plots/ still resumes
+    plots.plot_history(history_columns(history_rows), run_dir / "plots", title)
+    plots.plot_predictions(test_images[:18], y_true[:18], y_pred[:18], CLASS_NAMES,
+                           run_dir / "plots" / "predictions.png")
+    plots.plot_confusion(confusion, CLASS_NAMES, run_dir / "plots" / "confusion.png",
+                         f"{title}: test confusion matrix")
+
+
+def summary_line(test_accuracy: float, run_dir: Path) -> str:
+    return f"test accuracy {test_accuracy:.4f}  run folder {run_dir}"
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """predictions.npz and confusion.csv of a run: the test labels, each image's probabilities, the counts."""
+    y_true: np.ndarray
+    probs: np.ndarray
+    confusion: np.ndarray
 
 
 @dataclass(frozen=True)
 class Run:
-    """A finished run folder, read back."""
+    """A finished run folder read back: settings, history and metrics at once; predictions on first use.
+
+    `path` is how reports name the run (for recorded runs, relative to the reports folder); `folder`
+    is where its files are.
+    """
     path: Path
     config: dict[str, Any]
     history: dict[str, np.ndarray]
     metrics: dict[str, Any]
-    y_true: np.ndarray
-    probs: np.ndarray
-    confusion: np.ndarray
+    folder: Path = field(repr=False, compare=False)
+
+    @property
+    def has_predictions(self) -> bool:
+        return (self.folder / PREDICTIONS_FILE).is_file()
+
+    @functools.cached_property
+    def predictions(self) -> Predictions:
+        return read_predictions(self.folder)
+
+    @property
+    def y_true(self) -> np.ndarray:
+        return self.predictions.y_true
+
+    @property
+    def probs(self) -> np.ndarray:
+        return self.predictions.probs
+
+    @property
+    def confusion(self) -> np.ndarray:
+        return self.predictions.confusion
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -233,27 +195,37 @@ def read_history(run_dir: Path) -> dict[str, np.ndarray]:
     return {key: np.array([float(row[key]) for row in rows]) for key in HISTORY_COLUMNS}
 
 
-def read_run(run_dir: str | Path) -> Run:
-    run_dir = Path(run_dir)
-    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
-    if missing:
-        raise UserError(f"{run_dir} is not a complete run folder: missing {', '.join(missing)}")
+def read_predictions(run_dir: Path) -> Predictions:
     try:
-        history = read_history(run_dir)
-        with np.load(run_dir / "predictions.npz") as npz:
+        with np.load(run_dir / PREDICTIONS_FILE) as npz:
             y_true, probs = npz["y_true"], npz["probs"]
         confusion = np.loadtxt(run_dir / "confusion.csv", delimiter=",", dtype=np.int64, ndmin=2)
         if probs.ndim != 2 or len(probs) != len(y_true) or confusion.shape != (probs.shape[1],) * 2:
             raise ValueError(f"probs {probs.shape}, y_true {y_true.shape} and confusion {confusion.shape} "
                              f"do not fit together")
-        return Run(
-            path=run_dir,
-            config=yaml.safe_load((run_dir / "config.yaml").read_text()),
-            history=history,
-            metrics=json.loads((run_dir / "metrics.json").read_text()),
-            y_true=y_true,
-            probs=probs,
-            confusion=confusion,
-        )
     except (OSError, ValueError, KeyError) as error:
         raise UserError(f"{run_dir}: cannot read run folder ({type(error).__name__}: {error})") from None
+    return Predictions(y_true, probs, confusion)
+
+
+def read_run(run_dir: str | Path, shown_as: Path | None = None, complete: bool = True) -> Run:
+    """The run in `run_dir`, named `shown_as` in reports (default: `run_dir`). `complete`: every file of
+    RUN_FILES must be there and the predictions are read and checked now; else only history and metrics
+    are needed (recorded runs from before predictions were kept)."""
+    run_dir = Path(run_dir)
+    needed = RUN_FILES if complete else ("history.csv", "metrics.json")
+    missing = [name for name in needed if not (run_dir / name).is_file()]
+    if missing:
+        raise UserError(f"{run_dir} is not a complete run folder: missing {', '.join(missing)}")
+    try:
+        config_file = run_dir / "config.yaml"
+        run = Run(path=shown_as if shown_as is not None else run_dir,
+                  config=yaml.safe_load(config_file.read_text()) if config_file.is_file() else {},
+                  history=read_history(run_dir),
+                  metrics=json.loads((run_dir / "metrics.json").read_text()),
+                  folder=run_dir)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"{run_dir}: cannot read run folder ({type(error).__name__}: {error})") from None
+    if complete:
+        run.predictions  # noqa: B018  (read and checked now, so a damaged folder fails before any output)
+    return run
