@@ -59,9 +59,10 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
         restore_seed_states(model, state["seed_states"])
         done, rows = resume.epochs_done, state["history"]
     history = HistoryWriter(run_dir, rows)
-    # StopOnNonFiniteLoss first and the checkpoint last: a bad epoch is neither recorded nor saved.
+    # StopOnNonFiniteLoss first: a bad epoch is neither recorded nor saved. The checkpoint last: it writes
+    # history.csv once the epoch is saved.
     callbacks = [StopOnNonFiniteLoss(), history, EpochTensorBoard(run_dir, config.to_dict(), FRAMEWORK),
-                 EpochCheckpoint(run_dir, history.rows)]
+                 EpochCheckpoint(run_dir, history)]
     started = time.perf_counter()
     model.fit(x_train, y_train, batch_size=t.batch_size, epochs=t.epochs, validation_split=t.validation_split,
               shuffle=True, verbose=verbose, callbacks=callbacks, initial_epoch=done)

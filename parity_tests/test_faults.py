@@ -1,5 +1,6 @@
 """Faults injected for real: a disk that fills while a checkpoint is written, damaged checkpoints on
---resume, an unwritable --out, a Keras run killed with SIGKILL; and run files made with the umask.
+--resume, an unwritable --out, a run killed with SIGKILL between an epoch's checkpoint and its history
+row; and run files made with the umask.
 
 Each fault must end with exit status 2 and one line naming the file and the fix, no traceback, and
 the last good epoch still resumable to the full history. The port runs in-process (as
@@ -9,9 +10,13 @@ subprocesses, as a user starts them.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -236,20 +241,39 @@ def test_run_files_get_the_umask_permissions(tmp_path):
     assert modes == {"history.csv": 0o640, "model.ckpt": 0o640, "config.yaml": 0o664}
 
 
-def test_keras_run_killed_after_an_epoch_resumes_to_the_full_history(tmp_path, capsys):
-    """SIGKILL as soon as epoch 1's checkpoint is in place; --resume (in-process, TensorFlow is loaded once)."""
-    from keras_reference import fit as keras_fit
-    from keras_reference.measure_resume import kill_after_first_epoch
-    run_dir = kill_after_first_epoch(["--dropout", "--subset", "128", "--epochs", "2"], tmp_path / "runs",
-                                     timeout=300)
-    first_epoch = (run_dir / "history.csv").read_text()
-    assert len(first_epoch.splitlines()) == 1 + 1 and not (run_dir / "metrics.json").exists()
-    assert keras_fit.main(["--resume", str(run_dir)]) == 0, capsys.readouterr().err[-2000:]
-    history = read_history(run_dir)
-    assert list(history["epoch"]) == [1, 2]
-    assert (run_dir / "history.csv").read_text().startswith(first_epoch)  # epoch 1 as it was written
-    metrics = read_run(run_dir).metrics
-    assert metrics["resumed_after_epoch"] == 1 and metrics["epochs"] == 2
+@pytest.mark.parametrize("framework", ["lightning", "keras"])
+def test_kill_between_an_epochs_checkpoint_and_its_history_row_resumes(framework, finished, tmp_path):
+    """SIGKILL once epoch 1's checkpoint is in place and before history.csv gets its row (a helper program
+    stops the run there): no file claims an epoch no checkpoint holds, and --resume ends with both epochs,
+    the port's bit for bit as the uninterrupted run's."""
+    from parity_tests.pause_before_history import PAUSED
+    module = {"lightning": "lightning_impl.fit", "keras": "keras_reference.fit"}[framework]
+    out, log = tmp_path / "runs", tmp_path / "output.log"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "parity_tests.pause_before_history", module, *ARGS,
+                                    "--out", str(out)], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while PAUSED not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the run never reached its first history write:\n{log.read_text()[-2000:]}")
+        time.sleep(0.05)
+    run_dir = only_run_dir(out)
+    suffix = ".ckpt" if framework == "lightning" else ".keras"
+    assert (run_dir / "checkpoints" / f"last{suffix}").is_file(), "the checkpoint must be written before the history"
+    assert not (run_dir / "history.csv").exists()
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+
+    resumed = subprocess.run([sys.executable, "-m", module, "--resume", str(run_dir)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert list(read_history(run_dir)["epoch"]) == [1, 2]
+    assert json.loads((run_dir / "metrics.json").read_text())["resumed_after_epoch"] == 1
+    if framework == "lightning":
+        assert (run_dir / "history.csv").read_text() == (finished / "history.csv").read_text()
+        assert_same_weights(final_weights(finished), final_weights(run_dir))
 
 
 def test_keras_resume_uses_the_previous_checkpoint_or_says_start_again(tmp_path, capsys):
