@@ -34,10 +34,10 @@ from typing import Callable
 
 import numpy as np
 
-from cifar_common.config import DatasetConfig
 from cifar_common.data import resolve_data_dir
-from cifar_common.paths import REPORTS_DIR
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
+from cifar_common.paths import REPO_ROOT, REPORTS_DIR
+from cifar_common.spec.config import DatasetConfig
 
 RESULT_PREFIX = "BENCH "  # the line the driver reads among the frameworks' own output
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -47,7 +47,6 @@ TRAIN_OVER_FORWARD = 3  # backward = the gradient of the input and of the weight
 MATMUL_SIDE = 2048  # square fp32 matrices: large enough for the BLAS to reach its peak, ~0.25 s each here
 TRIALS = ("compiled", "frozen", "threads")  # the port's workers of what was tried for speed (docs/speed.md)
 FIT_ORDER = ("keras", "port", "port", "keras")  # alternating, so a drift in the machine's load hits both
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -265,7 +264,7 @@ def thread_env(threads: int | None) -> dict[str, str]:
 def run_worker(command: list[str], label: str, env: dict[str, str] | None = None) -> list[dict]:
     print(f"running {label} ...", file=sys.stderr, flush=True)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env)
     found = parse_results(result.stdout)
     if result.returncode != 0 or not found:
         raise UserError(f"{label} failed (exit status {result.returncode}):\n{result.stderr[-2000:]}")

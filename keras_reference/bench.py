@@ -21,11 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cifar_common.bench import Result, add_settings_flags, emit, images_per_second, peak_host_mib, \
-    settings_from, synthetic_batch  # noqa: E402
-from cifar_common.config import TrainingConfig, tutorial_architecture  # noqa: E402
+from cifar_common.bench import (Result, add_settings_flags, emit, images_per_second, peak_host_mib,  # noqa: E402
+                                settings_from, synthetic_batch)
 from cifar_common.data import keras_validation_split, load_cifar10, to_unit_float  # noqa: E402
 from cifar_common.errors import exits_cleanly_on_user_error  # noqa: E402
+from cifar_common.spec.config import TrainingConfig, tutorial_architecture  # noqa: E402
 from keras_reference.model import build_model, compile_model  # noqa: E402
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import keras
 
-from cifar_common import runs
 from cifar_common.errors import non_finite_loss
+from cifar_common.rundir.folder import write_history
 from keras_reference.checkpoints import LAST
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """Rewrites history.csv after every epoch, so a crash keeps the epochs already done.
+    """One row per epoch; `EpochCheckpoint` saves them with the epoch, then writes history.csv.
 
     `rows`: the epochs a resumed run finished before (from its checkpoint); new epochs follow them.
     """
@@ -24,7 +24,9 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-        runs.write_history(self.run_dir, self.rows)
+
+    def write(self) -> None:
+        write_history(self.run_dir, self.rows)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

@@ -3,7 +3,7 @@
 One file holds everything a resume needs: the model with its optimizer state (Keras's own `.keras`
 format), plus a `run_state.json` member with the epochs finished, the history rows and the dropout
 layers' SeedGenerator states (variables Keras does not save with the weights). It is written like
-every run file (`runs.write_atomically`: same folder, flushed, loaded back before it replaces the
+every run file (`write_atomically`: same folder, flushed, loaded back before it replaces the
 last one, which is kept as `last.previous.keras`).
 
 Why not `keras.callbacks.BackupAndRestore` (Keras 3.15): it writes `latest.weights.h5` in place and
@@ -16,14 +16,17 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
-from cifar_common import runs
 from cifar_common.errors import UserError
-from cifar_common.resume import Checkpoint, checkpoint_to_resume, previous_version
+from cifar_common.rundir.atomic import write_atomically
+from cifar_common.rundir.resume import Checkpoint, checkpoint_to_resume, previous_version
+
+if TYPE_CHECKING:
+    from keras_reference.callbacks import HistoryWriter  # which imports LAST from here
 
 LAST = Path("checkpoints") / "last.keras"
 STATE_MEMBER = "run_state.json"
@@ -59,7 +62,7 @@ def save_checkpoint(model: keras.Model, path: Path, epochs_done: int, history_ro
         with zipfile.ZipFile(tmp, "a") as archive:  # Keras reads only its own members back
             archive.writestr(STATE_MEMBER, json.dumps(state))
 
-    runs.write_atomically(path, write, verify=read_checkpoint, previous=previous_version(path))
+    write_atomically(path, write, verify=read_checkpoint, previous=previous_version(path))
 
 
 def layout(model: keras.Model) -> list[tuple[str, str, tuple]]:
@@ -69,7 +72,7 @@ def layout(model: keras.Model) -> list[tuple[str, str, tuple]]:
 
 
 def checkpoint_loader(expected: keras.Model):
-    """`cifar_common.resume`'s loader: epochs finished and (model, state), refusing another network."""
+    """`cifar_common.rundir.resume`'s loader: epochs finished and (model, state), refusing another network."""
     wanted = layout(expected)
 
     def load(path: Path) -> tuple[int, tuple[keras.Model, dict[str, Any]]]:
@@ -95,12 +98,14 @@ def resume_checkpoint(run_dir: Path, expected: keras.Model) -> Checkpoint:
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Writes `checkpoints/last.keras` after every epoch, with the history rows recorded so far."""
+    """Writes `checkpoints/last.keras` after every epoch, with the history rows recorded so far, and only
+    then history.csv: the history file never claims an epoch that no checkpoint holds."""
 
-    def __init__(self, run_dir: Path, history_rows: list[dict[str, float]]):
+    def __init__(self, run_dir: Path, history: HistoryWriter):
         super().__init__()
         self.path = run_dir / LAST
-        self.history_rows = history_rows  # the HistoryWriter's list, listed before this callback
+        self.history = history  # listed before this callback, so it holds this epoch's row
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        save_checkpoint(self.model, self.path, epoch + 1, list(self.history_rows))
+        save_checkpoint(self.model, self.path, epoch + 1, list(self.history.rows))
+        self.history.write()

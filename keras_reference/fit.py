@@ -21,14 +21,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar_common import runs
-from cifar_common.cli import config_from_flags, fit_parser
-from cifar_common.config import RunConfig, load_config
 from cifar_common.data import Cifar10, load_cifar10, to_unit_float
-from cifar_common.metrics import build_metrics
 from cifar_common.errors import UserError, WriteFailed, exits_cleanly_on_user_error
-from cifar_common.outputs import summary_line, write_results
-from cifar_common.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
+from cifar_common.rundir.atomic import write_atomically
+from cifar_common.rundir.folder import new_run_dir, summary_line, write_config, write_launch, write_results
+from cifar_common.rundir.metrics_json import build_metrics
+from cifar_common.rundir.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
+from cifar_common.spec.config import RunConfig, load_config
+from cifar_common.spec.fit_flags import config_from_flags, fit_parser
 from keras_reference.callbacks import HistoryWriter, StopOnNonFiniteLoss
 from keras_reference.checkpoints import LAST, EpochCheckpoint, epochs_done, restore_seed_states, resume_checkpoint
 from keras_reference.model import build_model, compile_model, parameter_count
@@ -59,16 +59,17 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
         restore_seed_states(model, state["seed_states"])
         done, rows = resume.epochs_done, state["history"]
     history = HistoryWriter(run_dir, rows)
-    # StopOnNonFiniteLoss first and the checkpoint last: a bad epoch is neither recorded nor saved.
+    # StopOnNonFiniteLoss first: a bad epoch is neither recorded nor saved. The checkpoint last: it writes
+    # history.csv once the epoch is saved.
     callbacks = [StopOnNonFiniteLoss(), history, EpochTensorBoard(run_dir, config.to_dict(), FRAMEWORK),
-                 EpochCheckpoint(run_dir, history.rows)]
+                 EpochCheckpoint(run_dir, history)]
     started = time.perf_counter()
     model.fit(x_train, y_train, batch_size=t.batch_size, epochs=t.epochs, validation_split=t.validation_split,
               shuffle=True, verbose=verbose, callbacks=callbacks, initial_epoch=done)
     fit_seconds = time.perf_counter() - started
 
     model_path = run_dir / "model.keras"
-    runs.write_atomically(model_path, model.save)  # the temporary name keeps the .keras suffix Keras needs
+    write_atomically(model_path, model.save)  # the temporary name keeps the .keras suffix Keras needs
     reloaded = keras.models.load_model(model_path)
     test_loss, test_accuracy = reloaded.evaluate(x_test, y_test, batch_size=t.batch_size, verbose=0)
     probs = reloaded.predict(x_test, batch_size=t.batch_size, verbose=0)
@@ -120,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         subset, checkpoint = args.subset, None
     data = load_cifar10(args.data_dir).subset(subset)
     if checkpoint is None:
-        run_dir = runs.new_run_dir(args.out, FRAMEWORK, config.variant, config.architecture.name)
-        runs.write_config(run_dir, config.to_dict())
-        runs.write_launch(run_dir, subset)
+        run_dir = new_run_dir(args.out, FRAMEWORK, config.variant, config.architecture.name)
+        write_config(run_dir, config.to_dict())
+        write_launch(run_dir, subset)
     try:
         metrics = train(config, data, run_dir, resume=checkpoint)
     except WriteFailed as failure:  # the last good checkpoint, named, and how to carry on from it

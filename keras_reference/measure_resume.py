@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cifar_common.runs import read_history
+from cifar_common.rundir.folder import read_history
 from keras_reference.checkpoints import LAST
 
 ROOT = Path(__file__).resolve().parent.parent

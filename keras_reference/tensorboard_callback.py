@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
-from cifar_common.tensorboard_logs import TAGS, hyperparameters, log_dir
+from cifar_common.rundir.tensorboard_logs import TAGS, hyperparameters, log_dir
 
 
 class EpochTensorBoard(keras.callbacks.Callback):

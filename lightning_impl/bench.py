@@ -25,10 +25,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cifar_common import bench
-from cifar_common.bench import Result, Settings, add_settings_flags, emit, images_per_second, \
-    interleaved_images_per_second, peak_host_mib, settings_from, synthetic_batch
-from cifar_common.config import DatasetConfig
+from cifar_common.bench import (Result, Settings, add_settings_flags, emit, images_per_second,
+                                interleaved_images_per_second, peak_host_mib, settings_from, synthetic_batch)
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
+from cifar_common.spec.config import DatasetConfig
 from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.module import CifarClassifier
 from lightning_impl.keras_optimizers import KerasRMSprop

@@ -13,7 +13,10 @@ layer names) and the probabilities. When the file carries a compile config (its 
 both sides then take training steps and every loss, gradient, variable, moving statistic and optimizer
 slot is compared (lightning_impl/training_check.py says how). Inputs: real CIFAR-10 test images for
 32x32x3 models, `--inputs FILE.npz` (x NHWC float, y integer labels), else seeded synthetic ones.
-Exit 0 when all agree within tolerance, 1 when not, 2 on bad input (nothing half-checked).
+Exit 0 when all agree within tolerance, 1 when not, 2 on bad input (nothing half-checked). With
+--port, the network compared is the one keras2lightning wrote (`lightning_impl.export`), imported from
+its file with the weights of the .safetensors beside it (forward pass only); its table has a row per
+attribute of that network (lightning_impl/emitted.py).
 """
 from __future__ import annotations
 
@@ -25,15 +28,20 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
-from cifar_common.architecture import Architecture, architecture_of_keras_file, output_shapes, validate
-from cifar_common.cli import positive_int
-from cifar_common.config import DatasetConfig
 from cifar_common.data import load_cifar10
 from cifar_common.discrepancy import all_ok, compare_pairs, format_table
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
+from cifar_common.spec.config import DatasetConfig
+from cifar_common.spec.fit_flags import positive_int
+from cifar_common.spec.keras_config import architecture_of_keras_file
+from cifar_common.spec.layers import Architecture
+from cifar_common.spec.shapes import output_shapes, validate
 from lightning_impl import training_check
 from lightning_impl.convert import load_keras_file
+from lightning_impl.emitted import keras_layout_outputs as emitted_outputs
+from lightning_impl.emitted import load_network
 from lightning_impl.network import CifarCNN, keras_layout_outputs
 
 ACTIVATION_ATOL = 1e-5  # float32 forward passes of the same weights (measured ~2e-7, README)
@@ -78,9 +86,13 @@ def port_for(model_path: Path) -> CifarCNN:
 
 
 def compare(model_path: Path, network: CifarCNN, expected: dict[str, np.ndarray], images: np.ndarray,
-            atol: float = ACTIVATION_ATOL, source: str = "") -> tuple[bool, str]:
-    """The per-layer table of one model and its verdict."""
-    actual = keras_layout_outputs(network, images)
+            atol: float = ACTIVATION_ATOL, source: str = "", emitted: nn.Module | None = None) -> tuple[bool, str]:
+    """The per-layer table of one model and its verdict (of the `emitted` network's layers, when given)."""
+    if emitted is None:
+        actual = keras_layout_outputs(network, images)
+    else:
+        actual = emitted_outputs(emitted, network, images)
+        expected = {name: expected[name] for name in actual}
     if list(expected) != list(actual):
         raise UserError(f"{model_path}: Keras reports layers {', '.join(expected)}, the port {', '.join(actual)}")
     # The last layer's row compares the probabilities (Keras's softmax, the softmax of the port's logits).
@@ -89,12 +101,12 @@ def compare(model_path: Path, network: CifarCNN, expected: dict[str, np.ndarray]
     same_class = float(np.mean(expected[last].argmax(1) == actual[last].argmax(1)))
     ok = all_ok(rows) and same_class == 1.0
     title = (f"{model_path}: architecture {network.architecture.name} ({network.architecture.fingerprint}), "
-             f"forward pass on {source}")
+             f"forward pass on {source}" + (f", against {type(emitted).__name__} written out" if emitted else ""))
     return ok, f"{format_table(rows, title)}\nsame predicted class: {same_class:.2%}\nforward verdict: {'PASS' if ok else 'FAIL'}"
 
 
 def check_forward(plans: list[training_check.TrainingPlan], networks: list[CifarCNN],
-                  images: list[training_check.Inputs]) -> list[tuple[bool, str]]:
+                  images: list[training_check.Inputs], emitted: nn.Module | None = None) -> list[tuple[bool, str]]:
     """Each file's forward table and verdict; Keras runs once per distinct set of images."""
     groups: dict[tuple, list[int]] = {}
     for index, inputs in enumerate(images):
@@ -103,14 +115,15 @@ def check_forward(plans: list[training_check.TrainingPlan], networks: list[Cifar
     for members in groups.values():
         inputs = images[members[0]]
         for index, expected in zip(members, keras_outputs([plans[i].path for i in members], inputs.x)):
-            results[index] = compare(plans[index].path, networks[index], expected, inputs.x, source=inputs.source)
+            results[index] = compare(plans[index].path, networks[index], expected, inputs.x, source=inputs.source,
+                                     emitted=emitted)
     return [results[index] for index in range(len(plans))]
 
 
 def plan_for(path: Path, forward_only: bool) -> training_check.TrainingPlan:
     """What the file describes, and its optimizer and loss (a UserError for what the port does not support)."""
     architecture, input_shape, classes = described(path)
-    setup, reason = (None, "--forward-only") if forward_only else training_check.training_setup_of(path)
+    setup, reason = (None, "--forward-only or --port") if forward_only else training_check.training_setup_of(path)
     return training_check.TrainingPlan(path, architecture, input_shape, classes, setup, reason)
 
 
@@ -130,11 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=positive_int, default=5, help="training steps per precision (default: 5)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per training step (default: 32)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to FILE as JSON")
+    parser.add_argument("--port", type=Path, default=None, metavar="FILE.py",
+                        help="check the module keras2lightning wrote for the one MODEL (its weights: the "
+                             ".safetensors beside it) instead of the port built in memory (forward pass only)")
     args = parser.parse_args(argv)
+    if args.port is not None and len(args.models) != 1:
+        raise UserError("--port checks one written module against its one MODEL.keras")
     # Every file is read, its port built and its optimizer and loss accepted first, and the inputs
     # checked: anything unsupported stops the command before anything is compared.
-    plans = [plan_for(path, args.forward_only) for path in args.models]
+    plans = [plan_for(path, args.forward_only or args.port is not None) for path in args.models]
     networks = [port_for(path) for path in args.models]
+    emitted = load_network(args.port) if args.port is not None else None
     dtypes = ["float64", "float32"]
     dtypes = ["float32"] if args.float32_only else ["float64"] if args.float64_only else dtypes
     given = {}
@@ -158,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 plan.steps[dtype] = min(args.steps, len(inputs.x) // args.batch_size)
     images = [training_check.first(given[plan.path], args.images) if plan.path in given else
               training_check.float32_inputs(plan.input_shape, plan.classes, args.images, None, cifar) for plan in plans]
-    forward = check_forward(plans, networks, images)
+    forward = check_forward(plans, networks, images, emitted)
     trained = training_check.run(plans, args.batch_size)
     reports, results = [], []
     for index, (plan, (forward_ok, forward_text)) in enumerate(zip(plans, forward)):

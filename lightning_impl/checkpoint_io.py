@@ -4,7 +4,7 @@ Lightning's own `TorchCheckpointIO` writes through a temporary file in the syste
 folder and moves it into place: across file systems that move is a copy, so a full disk leaves a
 truncated `last.ckpt` where the good one was. This CheckpointIO writes next to the target, flushes,
 checks that the file loads back, and only then renames it; the per-epoch checkpoint's previous
-version is kept as `last.previous.ckpt` (`cifar_common.resume`).
+version is kept as `last.previous.ckpt` (`cifar_common.rundir.resume`).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
 
-from cifar_common import runs
 from cifar_common.errors import UserError
-from cifar_common.resume import Checkpoint, checkpoint_to_resume, previous_version
+from cifar_common.rundir.atomic import write_atomically
+from cifar_common.rundir.resume import Checkpoint, checkpoint_to_resume, previous_version
 from lightning_impl.module import CifarClassifier, described_architecture
 
 LAST = Path("checkpoints") / "last.ckpt"
@@ -45,7 +45,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         # Serialised in memory first: torch's own file writer reports a full disk as a bare RuntimeError.
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        runs.write_atomically(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()), verify=read_checkpoint,
+        write_atomically(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()), verify=read_checkpoint,
                               previous=keep)
 
 
@@ -77,7 +77,7 @@ def settings_mismatch(saved: Mapping[str, Any], module: CifarClassifier) -> str 
 
 
 def checkpoint_loader(module: CifarClassifier):
-    """`cifar_common.resume`'s loader for the port: epochs finished, refusing another network's checkpoint."""
+    """`cifar_common.rundir.resume`'s loader for the port: epochs finished, refusing another network's checkpoint."""
     expected = module.state_dict()
 
     def load(path: Path) -> tuple[int, dict[str, Any]]:

@@ -16,7 +16,7 @@ from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import hparams as hparams_summaries
 from tensorboardX.summary import scalar
 
-from cifar_common.tensorboard_logs import LOG_DIR, TAGS, hyperparameters
+from cifar_common.rundir.tensorboard_logs import LOG_DIR, TAGS, hyperparameters
 
 
 class EpochTensorBoardLogger(TensorBoardLogger):

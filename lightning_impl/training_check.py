@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from cifar_common import training_parity as tp
-from cifar_common.architecture import Architecture, read_keras_config
-from cifar_common.config import DatasetConfig
 from cifar_common.errors import UserError
+from cifar_common.spec.config import DatasetConfig
+from cifar_common.spec.keras_config import read_keras_config
+from cifar_common.spec.layers import Architecture
 from lightning_impl.convert import load_keras_file, to_keras_arrays
 from lightning_impl.keras_compile import TrainingSetup, training_setup
 from lightning_impl.network import CifarCNN

@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_common.architecture import Architecture, Dropout
-from cifar_common.config import CONFIG_DIR, load_config
 from cifar_common.discrepancy import all_ok, compare_pairs, format_table
+from cifar_common.paths import CONFIG_DIR
+from cifar_common.spec.config import load_config
+from cifar_common.spec.layers import Architecture, Dropout
 from keras_reference.inspect_model import layer_outputs
 from keras_reference.model import build_model, weight_arrays
 from keras_reference.stepping import keras_dtype  # noqa: F401  (the tests' import point)
-from lightning_impl.convert import load_keras_arrays
 from lightning_impl import network as port
+from lightning_impl.convert import load_keras_arrays
 
 TUTORIAL = ("baseline", "dropout")
 VARIANTS = ("variant_batchnorm", "variant_small")
@@ -54,15 +55,22 @@ def assert_close(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], atol: float
 
 def keras_and_port(config_name: str, seed: int = 42, dropout: bool = True,
                    dtype: str = "float32") -> tuple[keras.Model, port.CifarCNN]:
-    """A freshly initialised Keras model of a config's architecture and a port network holding its weights
-    (both in `dtype`; build inside `keras_dtype(dtype)` for float64).
-
-    BatchNormalization's variables are drawn at random, as after training: at their initial values
-    (gamma 1, beta 0, moving mean 0, moving variance 1) a wrong mapping of them would go unseen.
-    """
+    """A freshly initialised Keras model of a config's architecture (BatchNorm's variables drawn at random)
+    and a port network holding its weights (both in `dtype`; build inside `keras_dtype(dtype)` for float64)."""
     keras.utils.set_random_seed(seed)
     described = architecture(config_name, dropout)
     model = build_model(described)
+    randomise_batchnorm(model, seed)
+    if model.get_layer(index=0).dtype != dtype:
+        raise RuntimeError(f"the Keras model was built in {model.get_layer(index=0).dtype}, not {dtype}: use keras_dtype")
+    network = port.CifarCNN(described).to(getattr(torch, dtype))
+    load_keras_arrays(network, weight_arrays(model))
+    return model, network
+
+
+def randomise_batchnorm(model: keras.Model, seed: int) -> None:
+    """BatchNormalization's variables drawn at random, as after training: at their initial values
+    (gamma 1, beta 0, moving mean 0, moving variance 1) a wrong mapping of them would go unseen."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -71,11 +79,6 @@ def keras_and_port(config_name: str, seed: int = 42, dropout: bool = True,
             layer.beta.assign(rng.normal(0.0, 0.2, shape).astype(np.float32))
             layer.moving_mean.assign(rng.normal(0.0, 0.2, shape).astype(np.float32))
             layer.moving_variance.assign(rng.uniform(0.2, 2.0, shape).astype(np.float32))
-    if model.get_layer(index=0).dtype != dtype:
-        raise RuntimeError(f"the Keras model was built in {model.get_layer(index=0).dtype}, not {dtype}: use keras_dtype")
-    network = port.CifarCNN(described).to(getattr(torch, dtype))
-    load_keras_arrays(network, weight_arrays(model))
-    return model, network
 
 
 def nchw(images_nhwc: np.ndarray) -> torch.Tensor:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cifar_common.config import TrainingConfig
 from cifar_common.data import to_unit_float
+from cifar_common.spec.config import TrainingConfig
 from keras_reference.model import compile_model
 from lightning_impl.keras_optimizers import KerasRMSprop
 from parity_tests.harness import keras_and_port, keras_dtype, nchw

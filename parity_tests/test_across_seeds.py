@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cifar_common import across_seeds
-from cifar_common.across_seeds import Predicted, agreement_pairs, agreement_reading, confusion_across_seeds, welch
+from cifar_common.analysis import across_seeds
+from cifar_common.analysis.across_seeds import (Predicted, agreement_pairs, agreement_reading, confusion_across_seeds,
+                                                welch)
 
 
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy, on the constant Keras column

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cifar_common import bands, runs
+from cifar_common.analysis import bands
 from cifar_common.data import ENV_VAR
+from cifar_common.rundir.folder import read_history
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +66,7 @@ def test_port_lands_in_the_keras_band_after_one_epoch(tmp_path):
     assert finished.returncode == 0, finished.stderr[-2000:]
     (run_dir,) = tmp_path.iterdir()
     assert json.loads((run_dir / "metrics.json").read_text())["train_images"] == 35000  # Keras's 70% split
-    first_epoch = runs.read_history(run_dir)
+    first_epoch = read_history(run_dir)
     groups = bands.load(section="first_epoch")
     for metric in bands.FIRST_EPOCH_METRICS:
         band = bands.first_epoch_band(groups, "keras", "dropout", metric)

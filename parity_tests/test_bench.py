@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cifar_common.bench import Settings, add_ratios_and_shares, main, pooled, conv2d_multiply_adds, dense_multiply_adds, \
-    fit_comparison, interleaved_images_per_second, paired_ratios, share_of_ceiling, table, trainer_overhead, \
-    training_flops
-from cifar_common.config import DatasetConfig
+from cifar_common.bench import (Settings, add_ratios_and_shares, conv2d_multiply_adds, dense_multiply_adds,
+                                 fit_comparison, interleaved_images_per_second, main, paired_ratios, pooled,
+                                 share_of_ceiling, table, trainer_overhead, training_flops)
 from cifar_common.errors import UserError
+from cifar_common.spec.config import DatasetConfig
 from lightning_impl.bench import build_module, counted_flops, hand_count_multiply_adds
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_common.architecture import parse_architecture
-from cifar_common.config import DatasetConfig
+from cifar_common.spec.config import DatasetConfig
+from cifar_common.spec.yaml_form import parse_architecture
 from keras_reference.model import build_model
 from lightning_impl import check_parity, convert, keras_optimizers
 from parity_tests.harness import keras_and_port

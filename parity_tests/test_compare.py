@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_common import runs
-from cifar_common.compare_stats import (accuracy_interval, agreement, compare_runs, mcnemar_exact,
-                                        most_confused_pairs, per_class_recall)
-from cifar_common.errors import UserError
+from cifar_common.analysis.comparison import compare_runs
+from cifar_common.analysis.stats import (accuracy_interval, agreement, confusion_from_predictions, mcnemar_exact,
+                                         most_confused_pairs, per_class_recall)
 from cifar_common.compare import main
+from cifar_common.errors import UserError
+from cifar_common.rundir.folder import (read_run, write_config, write_confusion, write_history, write_metrics,
+                                        write_predictions)
 
 N_IMAGES = 300
 NUM_CLASSES = 10
@@ -57,15 +59,15 @@ def write_run(parent: Path, name: str, y_true: np.ndarray, y_pred: np.ndarray, v
               epochs: int = 6) -> Path:
     run_dir = parent / name
     run_dir.mkdir()
-    runs.write_config(run_dir, {"training": {"variant": variant, "epochs": epochs, "seed": 42}})
-    runs.write_history(run_dir, [{"epoch": e, "loss": 2.0 / e, "accuracy": 0.5 + 0.05 * e,
+    write_config(run_dir, {"training": {"variant": variant, "epochs": epochs, "seed": 42}})
+    write_history(run_dir, [{"epoch": e, "loss": 2.0 / e, "accuracy": 0.5 + 0.05 * e,
                                   "val_loss": 2.2 / e, "val_accuracy": 0.45 + 0.05 * e}
                                  for e in range(1, epochs + 1)])
-    runs.write_metrics(run_dir, {"framework": "lightning", "variant": variant, "seed": 42,
+    write_metrics(run_dir, {"framework": "lightning", "variant": variant, "seed": 42,
                                  "test_accuracy": float(np.mean(y_pred == y_true)), "epochs": epochs,
                                  "fit_seconds": 1.0})
-    runs.write_predictions(run_dir, y_true, one_hot_ish(y_pred))
-    runs.write_confusion(run_dir, runs.confusion_from_predictions(y_true, y_pred, NUM_CLASSES))
+    write_predictions(run_dir, y_true, one_hot_ish(y_pred))
+    write_confusion(run_dir, confusion_from_predictions(y_true, y_pred, NUM_CLASSES))
     return run_dir
 
 
@@ -142,7 +144,7 @@ def test_most_confused_pairs_are_largest_off_diagonal_cells_with_ties_in_index_o
 
 def test_compare_runs_matches_known_predictions(two_runs: tuple[Path, Path]) -> None:
     """compare_runs gives the accuracies, agreement, McNemar counts and recall the crafted runs imply."""
-    result = compare_runs(runs.read_run(two_runs[0]), runs.read_run(two_runs[1]))
+    result = compare_runs(read_run(two_runs[0]), read_run(two_runs[1]))
     assert result["accuracy_a"] == pytest.approx(270 / 300)
     assert result["accuracy_b"] == pytest.approx(263 / 300)
     # Disagreements: 0..19 (A wrong, B right), 25..29 (both wrong, different classes), 30..56 (B wrong).
@@ -165,10 +167,10 @@ def test_compare_runs_matches_known_predictions(two_runs: tuple[Path, Path]) -> 
 def test_compare_runs_refuses_different_test_sets(tmp_path: Path) -> None:
     """Runs scored on different images (length or labels) cannot be paired and raise UserError."""
     y_true = true_labels()
-    run_a = runs.read_run(write_run(tmp_path, "a", y_true, y_true, "baseline"))
-    shorter = runs.read_run(write_run(tmp_path, "short", y_true[:200], y_true[:200], "baseline"))
+    run_a = read_run(write_run(tmp_path, "a", y_true, y_true, "baseline"))
+    shorter = read_run(write_run(tmp_path, "short", y_true[:200], y_true[:200], "baseline"))
     relabelled = np.roll(y_true, 1)
-    shuffled = runs.read_run(write_run(tmp_path, "shuffled", relabelled, relabelled, "baseline"))
+    shuffled = read_run(write_run(tmp_path, "shuffled", relabelled, relabelled, "baseline"))
     for other in (shorter, shuffled):
         with pytest.raises(UserError, match="different test sets"):
             compare_runs(run_a, other)

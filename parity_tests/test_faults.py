@@ -1,5 +1,6 @@
 """Faults injected for real: a disk that fills while a checkpoint is written, damaged checkpoints on
---resume, an unwritable --out, a Keras run killed with SIGKILL; and run files made with the umask.
+--resume, an unwritable --out, a run killed with SIGKILL between an epoch's checkpoint and its history
+row; and run files made with the umask.
 
 Each fault must end with exit status 2 and one line naming the file and the fix, no traceback, and
 the last good epoch still resumable to the full history. The port runs in-process (as
@@ -9,17 +10,22 @@ subprocesses, as a user starts them.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-import yaml
 import torch
+import yaml
 
-from cifar_common import runs
 from cifar_common.data import ENV_VAR
+from cifar_common.rundir.atomic import write_text
+from cifar_common.rundir.folder import read_history, read_run, write_history
 from lightning_impl import fit as lightning_fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,7 +165,7 @@ def test_no_loadable_checkpoint_says_the_run_must_start_again(finished, tmp_path
 
 
 def test_checkpoint_of_another_variant_is_refused(finished, tmp_path, capsys):
-    from cifar_common.config import tutorial_architecture
+    from cifar_common.spec.config import tutorial_architecture
     run_dir = interrupted_copy(finished, tmp_path)
     settings = yaml.safe_load((run_dir / "config.yaml").read_text())
     dropout, baseline = tutorial_architecture(True), tutorial_architecture(False)
@@ -224,39 +230,58 @@ def test_run_files_get_the_umask_permissions(tmp_path):
     from lightning_impl.checkpoint_io import AtomicCheckpointIO
     old = os.umask(0o027)
     try:
-        runs.write_history(tmp_path, [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0,
+        write_history(tmp_path, [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0,
                                        "val_accuracy": 0.5}])
         AtomicCheckpointIO().save_checkpoint({"epoch": 0}, tmp_path / "model.ckpt")
         os.umask(0o002)
-        runs.write_text(tmp_path / "config.yaml", "x: 1\n")
+        write_text(tmp_path / "config.yaml", "x: 1\n")
     finally:
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert modes == {"history.csv": 0o640, "model.ckpt": 0o640, "config.yaml": 0o664}
 
 
-def test_keras_run_killed_after_an_epoch_resumes_to_the_full_history(tmp_path, capsys):
-    """SIGKILL as soon as epoch 1's checkpoint is in place; --resume (in-process, TensorFlow is loaded once)."""
-    from keras_reference import fit as keras_fit
-    from keras_reference.measure_resume import kill_after_first_epoch
-    run_dir = kill_after_first_epoch(["--dropout", "--subset", "128", "--epochs", "2"], tmp_path / "runs",
-                                     timeout=300)
-    first_epoch = (run_dir / "history.csv").read_text()
-    assert len(first_epoch.splitlines()) == 1 + 1 and not (run_dir / "metrics.json").exists()
-    assert keras_fit.main(["--resume", str(run_dir)]) == 0, capsys.readouterr().err[-2000:]
-    history = runs.read_history(run_dir)
-    assert list(history["epoch"]) == [1, 2]
-    assert (run_dir / "history.csv").read_text().startswith(first_epoch)  # epoch 1 as it was written
-    metrics = runs.read_run(run_dir).metrics
-    assert metrics["resumed_after_epoch"] == 1 and metrics["epochs"] == 2
+@pytest.mark.parametrize("framework", ["lightning", "keras"])
+def test_kill_between_an_epochs_checkpoint_and_its_history_row_resumes(framework, finished, tmp_path):
+    """SIGKILL once epoch 1's checkpoint is in place and before history.csv gets its row (a helper program
+    stops the run there): no file claims an epoch no checkpoint holds, and --resume ends with both epochs,
+    the port's bit for bit as the uninterrupted run's."""
+    from parity_tests.pause_before_history import PAUSED
+    module = {"lightning": "lightning_impl.fit", "keras": "keras_reference.fit"}[framework]
+    out, log = tmp_path / "runs", tmp_path / "output.log"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "parity_tests.pause_before_history", module, *ARGS,
+                                    "--out", str(out)], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while PAUSED not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the run never reached its first history write:\n{log.read_text()[-2000:]}")
+        time.sleep(0.05)
+    run_dir = only_run_dir(out)
+    suffix = ".ckpt" if framework == "lightning" else ".keras"
+    assert (run_dir / "checkpoints" / f"last{suffix}").is_file(), "the checkpoint must be written before the history"
+    assert not (run_dir / "history.csv").exists()
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+
+    resumed = subprocess.run([sys.executable, "-m", module, "--resume", str(run_dir)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert list(read_history(run_dir)["epoch"]) == [1, 2]
+    assert json.loads((run_dir / "metrics.json").read_text())["resumed_after_epoch"] == 1
+    if framework == "lightning":
+        assert (run_dir / "history.csv").read_text() == (finished / "history.csv").read_text()
+        assert_same_weights(final_weights(finished), final_weights(run_dir))
 
 
 def test_keras_resume_uses_the_previous_checkpoint_or_says_start_again(tmp_path, capsys):
     from cifar_common.errors import UserError
-    from cifar_common.resume import checkpoint_to_resume
+    from cifar_common.rundir.resume import checkpoint_to_resume
+    from cifar_common.spec.config import TrainingConfig, tutorial_architecture
     from keras_reference.checkpoints import LAST, checkpoint_loader, save_checkpoint
     from keras_reference.model import build_model, compile_model
-    from cifar_common.config import TrainingConfig, tutorial_architecture
     model = compile_model(build_model(tutorial_architecture(True)), TrainingConfig())
     rows = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
     last = tmp_path / LAST
@@ -281,9 +306,10 @@ def test_keras_resume_uses_the_previous_checkpoint_or_says_start_again(tmp_path,
 def test_keras_checkpoint_write_that_fills_the_disk_keeps_the_last_good_one(tmp_path, monkeypatch):
     """`model.save` writes half of last.keras's temporary file, then ENOSPC: the epoch-1 file stays and loads."""
     import keras
-    from cifar_common.config import TrainingConfig, tutorial_architecture
+
     from cifar_common.errors import WriteFailed
-    from cifar_common.resume import with_carry_on_hint
+    from cifar_common.rundir.resume import with_carry_on_hint
+    from cifar_common.spec.config import TrainingConfig, tutorial_architecture
     from keras_reference.checkpoints import LAST, epochs_done, read_checkpoint, save_checkpoint
     from keras_reference.fit import COMMAND
     from keras_reference.model import build_model, compile_model

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 import yaml
 
+from cifar_common.analysis.stats import confusion_from_predictions
 from cifar_common.data import ENV_VAR, TEST_FILE, read_batch
-from cifar_common.runs import HISTORY_COLUMNS, LAUNCH_FILE, PLOT_FILES, RUN_FILES, confusion_from_predictions, read_run
+from cifar_common.rundir.folder import HISTORY_COLUMNS, LAUNCH_FILE, PLOT_FILES, RUN_FILES, read_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSET = 600

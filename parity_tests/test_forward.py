@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_common.architecture import Architecture, Conv2D, Dense, Flatten
+from cifar_common.spec.layers import Architecture, Conv2D, Dense, Flatten
 from keras_reference.model import build_model, weight_arrays
 from lightning_impl.convert import load_keras_arrays
 from lightning_impl.network import CifarCNN

@@ -38,3 +38,65 @@ def test_the_rule_sees_imports_inside_functions(tmp_path):
     source = tmp_path / "lazy.py"
     source.write_text("def f():\n    import torch.nn as nn\n    from keras import layers\n    from . import x\n")
     assert imported_packages(source) == {"torch", "keras"}
+
+
+# The neutral package's layers, as each sub-package's docstring states them: the run's description
+# (spec) needs no run folder, the run folder needs no analysis, and only the entry points read analysis.
+NEUTRAL_LAYERS = {
+    "cifar_common/spec": ("cifar_common.rundir", "cifar_common.analysis", "cifar_common.bench"),
+    "cifar_common/rundir": ("cifar_common.analysis", "cifar_common.bench"),
+}
+SPEC_MAY_USE = ("cifar_common.rundir.atomic",)  # atomic writes are a leaf every layer uses
+READ_ANALYSIS = ("cifar_common/analysis", "cifar_common/compare.py", "cifar_common/report.py", "parity_tests")
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def reaches(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def test_neutral_sub_packages_import_only_the_layers_below():
+    """spec imports no run folder code, rundir no analysis, and only the entry points import analysis."""
+    offences = []
+    for path in sorted(ROOT.rglob("*.py")):
+        where = str(path.relative_to(ROOT))
+        if where.startswith((".", "build")):
+            continue
+        forbidden = next((rule for folder, rule in NEUTRAL_LAYERS.items() if where.startswith(folder)), ())
+        if not where.startswith(READ_ANALYSIS):
+            forbidden += ("cifar_common.analysis",)
+        for module in imported_modules(path):
+            if any(reaches(module, prefix) for prefix in forbidden) and \
+                    not any(reaches(module, allowed) for allowed in SPEC_MAY_USE):
+                offences.append(f"{where} imports {module}")
+    assert not offences, offences
+
+
+OWN_PACKAGES = ("cifar_common", "keras_reference", "lightning_impl", "parity_tests")
+
+
+def test_every_imported_project_module_exists_in_this_checkout():
+    """No import names a module that moved away: an editable install of another checkout would otherwise
+    serve the old file silently."""
+    missing = []
+    for path in sorted(ROOT.rglob("*.py")):
+        where = str(path.relative_to(ROOT))
+        if where.startswith((".", "build")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for module in modules:
+                file = ROOT / module.replace(".", "/")
+                if module.startswith(OWN_PACKAGES) and not (file.with_suffix(".py").is_file() or file.is_dir()):
+                    missing.append(f"{where}: {module}")
+    assert not missing, missing

@@ -21,7 +21,8 @@ from cifar_common.data import ENV_VAR
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_INPUTS = ("pyproject.toml", "README.md", "configs", "cifar_common", "keras_reference", "lightning_impl")
 PACKAGES = ("cifar_common", "keras_reference", "lightning_impl")
-COMMANDS = ("lightning_fit", "keras_fit", "compare_runs", "check_parity", "parity_bench", "parity_report")
+COMMANDS = ("lightning_fit", "keras_fit", "compare_runs", "check_parity", "parity_bench", "parity_report",
+            "keras2lightning")
 # Imported first by every Python process started with it on PYTHONPATH: at exit it appends the file each
 # of the project's modules in that process was loaded from.
 RECORDER = f"""import atexit, json, os, sys
@@ -93,7 +94,7 @@ def test_installed_fit_and_compare_run_from_another_folder(installed, tmp_path):
             / "comparison.json").is_file()
 
     files = recorded_module_files(installed)
-    assert {"lightning_impl.fit", "keras_reference.fit", "cifar_common.compare", "cifar_common.config"} <= set(files)
+    assert {"lightning_impl.fit", "keras_reference.fit", "cifar_common.compare", "cifar_common.spec.config"} <= set(files)
     outside = {name: path for name, path in files.items() if path is None or not Path(path).is_relative_to(installed)}
     assert outside == {}, f"modules loaded from outside the install: {outside}"
 

@@ -49,7 +49,7 @@ def test_variant_steps_match_keras_with_moving_statistics(config_name, cifar):
 @pytest.mark.report
 def test_record_drift_over_100_steps(cifar, report_dir):
     """Opt-in (-m report): record how far the two sides drift over 100 lockstep steps."""
-    from cifar_common.runs import write_text
+    from cifar_common.rundir.atomic import write_text
     lines = ["step,keras_loss,port_loss,max_param_diff"]
     for step, k, p, model, network in lockstep(cifar, 100):
         expected, actual = weight_arrays(model), to_keras_arrays(network)
@@ -62,6 +62,7 @@ def test_record_drift_over_100_steps(cifar, report_dir):
 def plot_drift(csv_path, png_path) -> None:
     """Largest parameter difference (log scale) and both losses against the lockstep step."""
     import matplotlib.pyplot as plt
+
     from cifar_common.plots import save_figure
     data = np.genfromtxt(csv_path, delimiter=",", names=True)
     fig, (drift, losses) = plt.subplots(1, 2, figsize=(11, 4))

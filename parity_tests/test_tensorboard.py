@@ -24,9 +24,9 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
-from cifar_common.config import tutorial_architecture
 from cifar_common.data import ENV_VAR
-from cifar_common.runs import read_history
+from cifar_common.rundir.folder import read_history
+from cifar_common.spec.config import tutorial_architecture
 
 ROOT = Path(__file__).resolve().parent.parent
 TAGS = {"loss", "accuracy", "val_loss", "val_accuracy"}  # history.csv's columns, on both sides

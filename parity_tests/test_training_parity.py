@@ -118,8 +118,8 @@ def test_record_the_optimizer_matrix_on_the_configs_models(cifar, report_dir, tm
     float32 first step on real test images, into reports/training-parity.md."""
     import datetime
 
-    from cifar_common.metrics import cpu_model
-    from cifar_common.runs import write_text
+    from cifar_common.rundir.atomic import write_text
+    from cifar_common.rundir.metrics_json import cpu_model
     from parity_tests.harness import ARCHITECTURES, keras_and_port
 
     matrix, inputs = {}, {}

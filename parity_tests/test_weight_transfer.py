@@ -6,8 +6,8 @@ import zipfile
 
 import pytest
 
-from cifar_common.architecture import Architecture
 from cifar_common.errors import UserError
+from cifar_common.spec.layers import Architecture
 from keras_reference.model import build_model, set_weight_arrays, weight_arrays
 from lightning_impl.convert import load_keras_file, to_keras_arrays
 from lightning_impl.network import CifarCNN
@@ -60,7 +60,7 @@ def test_reading_a_keras_file_needs_no_tensorflow(tmp_path):
     build_model(architecture("variant_batchnorm")).save(path)
     code = ("import sys; from lightning_impl.convert import load_keras_file; "
             "from lightning_impl.network import CifarCNN; "
-            "from cifar_common.architecture import architecture_of_keras_file; "
+            "from cifar_common.spec.keras_config import architecture_of_keras_file; "
             f"load_keras_file({str(path)!r}, CifarCNN(architecture_of_keras_file({str(path)!r})[0])); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from cifar_common import training_parity as tp
-from cifar_common.architecture import architecture_of_keras_file, parse_architecture
-from cifar_common.config import DatasetConfig
+from cifar_common.spec.config import DatasetConfig
+from cifar_common.spec.keras_config import architecture_of_keras_file
+from cifar_common.spec.yaml_form import parse_architecture
 from keras_reference.model import build_model
 from lightning_impl.convert import load_keras_file, to_keras_arrays
 from lightning_impl.keras_compile import training_setup

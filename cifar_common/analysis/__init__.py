@@ -1,0 +1,1 @@
+"""Finished runs read back and judged: statistics, two-run comparisons, bands and the results page. Imports `rundir`, `spec` and the top-level modules; only the entry points (`compare`, `report`) import it."""
