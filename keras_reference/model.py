@@ -14,9 +14,11 @@ from cifar_common.spec.config import DatasetConfig, TrainingConfig
 from cifar_common.spec.layers import INPUT, MERGES, Architecture, layer_options
 
 
-def build_model(architecture: Architecture, dataset: DatasetConfig = DatasetConfig()) -> keras.Model:
-    """A `Sequential` for a chain, a functional model for a graph (Add and Concatenate take lists)."""
-    shape = (dataset.image_size, dataset.image_size, dataset.channels)
+def build_model(architecture: Architecture, dataset: DatasetConfig = DatasetConfig(),
+                input_shape: tuple[int, int, int] | None = None) -> keras.Model:
+    """A `Sequential` for a chain, a functional model for a graph (Add and Concatenate take lists). The
+    input is the dataset's square images, or `input_shape` (height, width, channels) when given."""
+    shape = input_shape or (dataset.image_size, dataset.image_size, dataset.channels)
     layers = [getattr(keras.layers, type(spec).__name__)(**layer_options(spec)) for spec in architecture.layers]
     if not architecture.inbound:
         return keras.Sequential([keras.Input(shape=shape, name="image"), *layers], name=architecture.name)

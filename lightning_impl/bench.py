@@ -31,7 +31,7 @@ from cifar_common.errors import UserError, exits_cleanly_on_user_error
 from cifar_common.spec.config import DatasetConfig
 from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.module import CifarClassifier
-from lightning_impl.optim import KerasRMSprop
+from lightning_impl.keras_optimizers import KerasRMSprop
 
 WORKERS = ("bare", "lightning", "machine", "compiled", "frozen", "threads", "fit")
 

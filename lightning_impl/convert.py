@@ -35,7 +35,7 @@ VARIABLES = {
 }
 
 
-def _variables(module: nn.Module) -> list[tuple[str, torch.Tensor, bool]]:
+def variables_of(module: nn.Module) -> list[tuple[str, torch.Tensor, bool]]:
     """(Keras name, tensor, trainable) of each variable the module has (a conv without bias has one)."""
     for cls, names in VARIABLES.items():
         if isinstance(module, cls) or type(module).__name__ == cls.__name__:  # or a written module's copy of it
@@ -83,7 +83,7 @@ def to_keras_arrays(network: CifarCNN, gradients: bool = False) -> dict[str, np.
     """The network's variables (or, with `gradients`, the trainable ones' .grad) as Keras arrays."""
     arrays = {}
     for name, module in network.named_children():
-        for variable, tensor, trainable in _variables(module):
+        for variable, tensor, trainable in variables_of(module):
             if gradients and not trainable:
                 continue
             value = (tensor.grad if gradients else tensor).detach().cpu().numpy().copy()
@@ -95,7 +95,7 @@ def load_keras_arrays(network: CifarCNN, arrays: dict[str, np.ndarray]) -> None:
     """Copy Keras arrays into the network, checking every shape first (nothing is copied on a mismatch)."""
     updates = []
     for name, module in network.named_children():
-        for variable, tensor, _ in _variables(module):
+        for variable, tensor, _ in variables_of(module):
             key = f"{name}/{variable}"
             current = tensor.detach().cpu().numpy()
             expected = to_keras_layout(name, variable, current, network).shape
@@ -158,7 +158,7 @@ def _arrays_from_h5(config: dict, h5: h5py.File, network: CifarCNN, path: Path) 
             groups.append((layer["config"]["name"], f"layers/{group}/vars"))
     arrays = {}
     for (file_name, group), (port_name, module) in zip(groups, network.named_children()):
-        for index, (variable, _, _) in enumerate(_variables(module)):
+        for index, (variable, _, _) in enumerate(variables_of(module)):
             key = f"{group}/{index}"
             if key not in h5:
                 raise UserError(f"{path}: variable {variable} of layer {file_name} ({key}) is missing")

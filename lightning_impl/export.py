@@ -43,7 +43,7 @@ from cifar_common.spec.shapes import output_shapes
 from lightning_impl import network as port
 from lightning_impl.check_parity import port_for
 from lightning_impl.emitted import RESERVED, attribute_names, folded_activation, has_attribute, leaves_out_softmax
-from lightning_impl.optim import KerasRMSprop
+from lightning_impl.keras_optimizers import KerasOptimizer, KerasRMSprop
 
 ACTIVATION_CALLS = {"relu": "F.relu({})", "elu": "F.elu({})", "tanh": "torch.tanh({})", "sigmoid": "torch.sigmoid({})",
                     "softmax": "torch.softmax({}, dim=1)", "linear": "{}"}
@@ -236,7 +236,7 @@ def training_code(compile_config: dict[str, Any] | None, source: str) -> Trainin
         raise UserError(f"{source}: loss {loss!r}: export writes categorical cross-entropy models only")
     lr, rho, epsilon = (str(np.float32(config.get(key, default))) for key, default in
                         (("learning_rate", 0.001), ("rho", 0.9), ("epsilon", 1e-7)))
-    return Training((KerasRMSprop,), f"KerasRMSprop(self.parameters(), lr={lr}, rho={rho}, epsilon={epsilon})",
+    return Training((KerasOptimizer, KerasRMSprop), f"KerasRMSprop(self.parameters(), lr={lr}, rho={rho}, epsilon={epsilon})",
                     "F.cross_entropy(logits, labels)",
                     f"RMSprop(learning_rate={lr}, rho={rho},\n    epsilon={epsilon}) and categorical cross-entropy"
                     + ("" if compiled else " (the file was saved\n    without compile(): Keras's defaults)"))
@@ -291,7 +291,11 @@ def module_text(architecture: Architecture, input_shape: tuple[int, int, int], c
     parts += [source_of(cls) for cls in training.classes] + [lightning_code(class_name, training)]
     body = "\n\n".join(parts)
     imports = ["import math"] if "math." in body else []
-    imports += ["from typing import Iterable", ""] if "Iterable" in body else [""]
+    # The copied optimizer classes annotate with these names; the annotations are never evaluated.
+    imports = ["from __future__ import annotations", "", *imports]
+    imports += ["from collections.abc import Iterable"] if re.search(r"\bIterable\b", body) else []
+    typing_names = [name for name in ("Any", "ClassVar") if re.search(rf"\b{name}\b", body)]
+    imports += [f"from typing import {', '.join(typing_names)}", ""] if typing_names else [""]
     imports += ["import lightning as L", "import torch", "import torch.nn.functional as F", "from torch import nn"]
     torch_version = torch.__version__.split("+")[0]
     header = f'''"""{class_name}: the Keras model {model_path.name} as PyTorch Lightning code.

@@ -21,7 +21,7 @@ from cifar_common.spec.config import DatasetConfig, tutorial_architecture
 from cifar_common.spec.layers import Architecture
 from cifar_common.spec.yaml_form import parse_architecture
 from lightning_impl.network import CifarCNN
-from lightning_impl.optim import KerasRMSprop
+from lightning_impl.keras_optimizers import KerasRMSprop
 
 
 def described_architecture(hparams: dict[str, Any]) -> Architecture:

@@ -135,11 +135,13 @@ class KerasConcatenate(nn.Module):
 class CifarCNN(nn.Module):
     """The described network: one child module per Keras layer, named as the layer, in the description's
     order; `forward` feeds each layer the outputs of the layers the description says (for a chain, the
-    one before). `architecture` is kept, so conversion and tables follow it."""
+    one before). `architecture` is kept, so conversion and tables follow it. Its input is the dataset's
+    square images, or `input_shape` (height, width, channels) when given."""
 
-    def __init__(self, architecture: Architecture, dataset: DatasetConfig = DatasetConfig()):
+    def __init__(self, architecture: Architecture, dataset: DatasetConfig = DatasetConfig(),
+                 input_shape: tuple[int, int, int] | None = None):
         super().__init__()
-        input_shape = (dataset.image_size, dataset.image_size, dataset.channels)
+        input_shape = input_shape or (dataset.image_size, dataset.image_size, dataset.channels)
         shapes = validate(architecture, input_shape, dataset.num_classes, f"architecture {architecture.name}")
         # PyTorch flattens NCHW in (C, H, W) order, Keras NHWC in (H, W, C): the outputs of flatten and of
         # the element-wise layers after it are permuted for comparison (`flat_outputs`), and the Dense

@@ -9,7 +9,6 @@ example variants in configs/, each read from its YAML description.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Mapping
 
 import keras
@@ -23,6 +22,7 @@ from cifar_common.spec.config import load_config
 from cifar_common.spec.layers import Architecture, Dropout
 from keras_reference.inspect_model import layer_outputs
 from keras_reference.model import build_model, weight_arrays
+from keras_reference.stepping import keras_dtype  # noqa: F401  (the tests' import point)
 from lightning_impl import network as port
 from lightning_impl.convert import load_keras_arrays
 
@@ -51,20 +51,6 @@ def assert_close(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], atol: float
     rows = compare_pairs({k: (np.asarray(a), np.asarray(b)) for k, (a, b) in pairs.items()}, atol, rtol)
     if not all_ok(rows):
         pytest.fail("\n" + format_table(rows, title), pytrace=False)
-
-
-@contextlib.contextmanager
-def keras_dtype(dtype: str):
-    """Build Keras models in `dtype`. Keras layers take their dtype from the global dtype policy, which
-    is fixed from floatx the first time any layer is built: floatx alone does not switch a process that
-    has built a float32 model before (the source of float64 checks that once ran in float32)."""
-    keras.config.set_floatx(dtype)
-    keras.config.set_dtype_policy(dtype)
-    try:
-        yield
-    finally:
-        keras.config.set_floatx("float32")
-        keras.config.set_dtype_policy("float32")
 
 
 def keras_and_port(config_name: str, seed: int = 42, dropout: bool = True,
