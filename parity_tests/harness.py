@@ -69,15 +69,22 @@ def keras_dtype(dtype: str):
 
 def keras_and_port(config_name: str, seed: int = 42, dropout: bool = True,
                    dtype: str = "float32") -> tuple[keras.Model, port.CifarCNN]:
-    """A freshly initialised Keras model of a config's architecture and a port network holding its weights
-    (both in `dtype`; build inside `keras_dtype(dtype)` for float64).
-
-    BatchNormalization's variables are drawn at random, as after training: at their initial values
-    (gamma 1, beta 0, moving mean 0, moving variance 1) a wrong mapping of them would go unseen.
-    """
+    """A freshly initialised Keras model of a config's architecture (BatchNorm's variables drawn at random)
+    and a port network holding its weights (both in `dtype`; build inside `keras_dtype(dtype)` for float64)."""
     keras.utils.set_random_seed(seed)
     described = architecture(config_name, dropout)
     model = build_model(described)
+    randomise_batchnorm(model, seed)
+    if model.get_layer(index=0).dtype != dtype:
+        raise RuntimeError(f"the Keras model was built in {model.get_layer(index=0).dtype}, not {dtype}: use keras_dtype")
+    network = port.CifarCNN(described).to(getattr(torch, dtype))
+    load_keras_arrays(network, weight_arrays(model))
+    return model, network
+
+
+def randomise_batchnorm(model: keras.Model, seed: int) -> None:
+    """BatchNormalization's variables drawn at random, as after training: at their initial values
+    (gamma 1, beta 0, moving mean 0, moving variance 1) a wrong mapping of them would go unseen."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -86,11 +93,6 @@ def keras_and_port(config_name: str, seed: int = 42, dropout: bool = True,
             layer.beta.assign(rng.normal(0.0, 0.2, shape).astype(np.float32))
             layer.moving_mean.assign(rng.normal(0.0, 0.2, shape).astype(np.float32))
             layer.moving_variance.assign(rng.uniform(0.2, 2.0, shape).astype(np.float32))
-    if model.get_layer(index=0).dtype != dtype:
-        raise RuntimeError(f"the Keras model was built in {model.get_layer(index=0).dtype}, not {dtype}: use keras_dtype")
-    network = port.CifarCNN(described).to(getattr(torch, dtype))
-    load_keras_arrays(network, weight_arrays(model))
-    return model, network
 
 
 def nchw(images_nhwc: np.ndarray) -> torch.Tensor:
