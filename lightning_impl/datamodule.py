@@ -18,8 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cifar_common.data import Cifar10, keras_validation_split, load_cifar10, to_unit_float
-
-RESHUFFLE, FIXED = "reshuffle", "fixed"  # a new seeded order every epoch, or epoch 0's order in every epoch
+from cifar_common.spec.config import DATA_ORDERS, RESHUFFLE
 
 
 def to_nchw_tensor(images: np.ndarray) -> torch.Tensor:
@@ -45,8 +44,8 @@ class GlobalBatches(Sampler[torch.Tensor]):
 
     def __init__(self, n: int, batch_size: int, seed: int | None = None, data_order: str = RESHUFFLE,
                  rank: int = 0, world_size: int = 1):
-        if data_order not in (RESHUFFLE, FIXED):
-            raise ValueError(f"data_order must be {RESHUFFLE!r} or {FIXED!r}, got {data_order!r}")
+        if data_order not in DATA_ORDERS:
+            raise ValueError(f"data_order must be one of {DATA_ORDERS}, got {data_order!r}")
         self.n, self.batch_size, self.seed, self.data_order = n, batch_size, seed, data_order
         self.rank, self.world_size = rank, world_size
         self.epoch = 0

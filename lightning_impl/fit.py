@@ -31,12 +31,13 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from cifar_common.errors import UserError, WriteFailed, exits_cleanly_on_user_error
-from cifar_common.rundir.folder import new_run_dir, summary_line, write_config, write_launch, write_results
+from cifar_common.errors import UserError, exits_cleanly_on_user_error
+from cifar_common.rundir.fit_command import settings_from, start_run_folder, train_and_report
+from cifar_common.rundir.folder import write_results
 from cifar_common.rundir.metrics_json import build_metrics
-from cifar_common.rundir.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
-from cifar_common.spec.config import RunConfig, load_config
-from cifar_common.spec.fit_flags import config_from_flags, fit_parser, positive_int
+from cifar_common.rundir.resume import Checkpoint
+from cifar_common.spec.config import RunConfig
+from cifar_common.spec.fit_flags import FIT_COMMANDS, fit_parser, positive_int
 from lightning_impl.callbacks import (CtrlC, HistoryFile, HistoryWriter, RandomState, ResumeHint,
                                       StopOnNonFiniteLoss)
 from lightning_impl.checkpoint_io import LAST, AtomicCheckpointIO, epochs_done, resume_checkpoint
@@ -45,7 +46,7 @@ from lightning_impl.module import CifarClassifier
 from lightning_impl.tensorboard_logger import EpochTensorBoardLogger
 
 FRAMEWORK = "lightning"
-COMMAND = "python -m lightning_impl.fit"
+COMMAND = FIT_COMMANDS[FRAMEWORK]
 MODEL = "model.ckpt"
 RUN_DIR_ENV = "LIGHTNING_IMPL_RUN_DIR"  # rank 0's run folder, for the other DDP processes
 
@@ -61,10 +62,7 @@ class TrainerFlags:
 
 
 def lightning_parser() -> argparse.ArgumentParser:
-    parser = fit_parser(COMMAND, __doc__.splitlines()[0])
-    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                        help="carry on an interrupted run from RUN_DIR/checkpoints/last.ckpt, "
-                             "with the settings it was started with")
+    parser = fit_parser(FRAMEWORK, __doc__.splitlines()[0])
     group = parser.add_argument_group("Lightning Trainer (same meanings as Lightning's flags)")
     defaults = TrainerFlags()
     group.add_argument("--accelerator", help=f"cpu, gpu, auto, ... (default: {defaults.accelerator})")
@@ -186,16 +184,6 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
     return evaluate_and_record(config, datamodule, run_dir, flags, history, fit_seconds)
 
 
-def open_for_resume(run_dir: Path) -> tuple[RunConfig, int | None, TrainerFlags, Checkpoint]:
-    """The config, subset and Trainer flags an unfinished run folder was started with, and its checkpoint."""
-    launch = open_unfinished_run(run_dir, COMMAND)
-    if not launch.get("trainer"):
-        raise UserError(f"--resume {run_dir}: a Keras run folder; resume it with python -m keras_reference.fit")
-    config = load_config(run_dir / "config.yaml")
-    checkpoint = resume_checkpoint(run_dir, new_module(config))
-    return config, launch["subset"], TrainerFlags(**launch["trainer"]), checkpoint
-
-
 def started_by_launcher() -> bool:
     """True in the processes a DDP launcher (Lightning's, torchrun, SLURM) starts besides global rank 0."""
     return rank_zero_only.rank != 0 or int(os.environ.get("NODE_RANK", 0)) != 0
@@ -204,33 +192,25 @@ def started_by_launcher() -> bool:
 @exits_cleanly_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = lightning_parser().parse_args(argv)
-    if args.resume is not None:
-        refuse_setting_flags(args, (field.name for field in fields(TrainerFlags)))
-        run_dir = args.resume
-        config, subset, flags, checkpoint = open_for_resume(run_dir)
-    else:
-        config = config_from_flags(args.dropout, args.config, args.epochs, args.batch_size,
-                                   args.learning_rate, args.seed)
-        subset, flags, checkpoint = args.subset, trainer_flags_from(args), None
+    settings = settings_from(args, FRAMEWORK, [field.name for field in fields(TrainerFlags)])
+    config, resume_from = settings.config, settings.resume_from
+    flags = TrainerFlags(**settings.launch["trainer"]) if resume_from is not None else trainer_flags_from(args)
     check_trainer_flags(flags)
+    checkpoint = resume_checkpoint(resume_from, new_module(config)) if resume_from is not None else None
     t = config.training
-    datamodule = Cifar10DataModule(args.data_dir, t.batch_size, t.validation_split, t.seed, subset)
+    datamodule = Cifar10DataModule(args.data_dir, t.batch_size, t.validation_split, t.seed, settings.subset,
+                                   data_order=t.data_order)
     datamodule.prepare_data()  # bad data fails here, before a run folder exists
-    if args.resume is None and not started_by_launcher():
-        run_dir = new_run_dir(args.out, FRAMEWORK, config.variant, config.architecture.name)
-        write_config(run_dir, config.to_dict())
-        write_launch(run_dir, subset, asdict(flags))
+    if resume_from is not None:
+        run_dir = resume_from
+    elif not started_by_launcher():
+        run_dir = start_run_folder(args.out, FRAMEWORK, settings, asdict(flags))
         os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the processes DDP starts
-    elif args.resume is None:
+    else:
         # Only global rank 0 writes; other nodes, which do not inherit the variable, get a scratch folder.
         run_dir = Path(os.environ.get(RUN_DIR_ENV) or tempfile.mkdtemp(prefix="lightning-impl-rank-"))
-    try:
-        metrics = train(config, datamodule, run_dir, flags, resume=checkpoint)
-    except WriteFailed as failure:  # the last good checkpoint, named, and how to carry on from it
-        raise with_carry_on_hint(failure, COMMAND, run_dir, run_dir / LAST, epochs_done) from None
-    if metrics:
-        print(summary_line(metrics["test_accuracy"], run_dir))
-    return 0
+    return train_and_report(lambda: train(config, datamodule, run_dir, flags, resume=checkpoint), FRAMEWORK,
+                            run_dir, LAST, epochs_done)
 
 
 if __name__ == "__main__":

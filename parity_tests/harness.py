@@ -97,3 +97,27 @@ def keras_layer_outputs(model: keras.Model, images_nhwc: np.ndarray) -> dict[str
 
 def probabilities(outputs: dict[str, np.ndarray]) -> np.ndarray:
     return outputs[list(outputs)[-1]]
+
+
+def fit_visit_order(keras_module, fit_kwargs: dict) -> list[int]:
+    """The images a Keras `fit` (Keras 3 as `keras`, or Keras 2 as `tf_keras`) trains on, in order, when
+    each "image" is its own index, of shape (1,): `fit_kwargs` feed them to a one-weight model that
+    records every training batch it steps on."""
+    import tensorflow as tf
+
+    seen: list[int] = []
+
+    def record(batch):
+        seen.extend(batch.numpy().ravel().astype(int).tolist())
+        return 0
+
+    class Recording(keras_module.Model):
+        def train_step(self, data):
+            tf.py_function(record, [data[0]], tf.int32)
+            return super().train_step(data)
+
+    inputs = keras_module.Input((1,))
+    model = Recording(inputs, keras_module.layers.Dense(1)(inputs))
+    model.compile("rmsprop", "mse")
+    model.fit(verbose=0, **fit_kwargs)
+    return seen

@@ -25,7 +25,7 @@ import yaml
 
 from cifar_common.data import ENV_VAR
 from cifar_common.rundir.atomic import write_text
-from cifar_common.rundir.folder import read_history, read_run, write_history
+from cifar_common.rundir.folder import read_history, write_history
 from lightning_impl import fit as lightning_fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -274,6 +274,21 @@ def test_kill_between_an_epochs_checkpoint_and_its_history_row_resumes(framework
     if framework == "lightning":
         assert (run_dir / "history.csv").read_text() == (finished / "history.csv").read_text()
         assert_same_weights(final_weights(finished), final_weights(run_dir))
+
+
+def test_keras_folder_whose_history_is_ahead_of_its_checkpoints_says_what_is_on_disk(tmp_path, capsys):
+    """A Keras run of earlier code killed after its first history row and before its first checkpoint
+    (launch.json without "framework"): --resume exits 2 naming the epoch history.csv lists and no checkpoint holds."""
+    from keras_reference import fit as keras_fit
+    run_dir = tmp_path / "keras-dropout-20261202-120000"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("training: {dropout: true, epochs: 2}\n")
+    (run_dir / "launch.json").write_text(json.dumps({"subset": 128, "trainer": None}))
+    write_history(run_dir, [{"epoch": 1, "loss": 2.2, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}])
+    assert keras_fit.main(["--resume", str(run_dir)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --resume {run_dir}: no checkpoints/last.keras; history.csv lists epoch 1, but no checkpoint "
+        f"holds it (the run stopped while saving it); start a new run")
 
 
 def test_keras_resume_uses_the_previous_checkpoint_or_says_start_again(tmp_path, capsys):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from parity_tests.harness import fit_visit_order
+
 N_IMAGES, VALIDATION_SPLIT, BATCH = 40, 0.25, 10
 N_TRAIN = int(N_IMAGES * (1 - VALIDATION_SPLIT))
 
@@ -26,22 +28,8 @@ def keras_batch_orders(keras, epochs: int, seed: int = 42) -> list[list[int]]:
     else:
         keras.utils.set_random_seed(seed)  # as keras_reference.fit seeds
     images = np.arange(N_IMAGES, dtype="float32").reshape(N_IMAGES, 1)  # each "image" is its own index
-    seen: list[int] = []
-
-    def record(batch):
-        seen.extend(batch.numpy().ravel().astype(int).tolist())
-        return 0
-
-    class Recording(keras.Model):
-        def train_step(self, data):
-            tf.py_function(record, [data[0]], tf.int32)
-            return super().train_step(data)
-
-    inputs = keras.Input((1,))
-    model = Recording(inputs, keras.layers.Dense(1)(inputs))
-    model.compile("rmsprop", "mse")
-    model.fit(images, np.zeros((N_IMAGES, 1), "float32"), batch_size=BATCH, epochs=epochs,
-              validation_split=VALIDATION_SPLIT, shuffle=True, verbose=0)
+    seen = fit_visit_order(keras, {"x": images, "y": np.zeros((N_IMAGES, 1), "float32"), "batch_size": BATCH,
+                                   "epochs": epochs, "validation_split": VALIDATION_SPLIT, "shuffle": True})
     return [seen[e * N_TRAIN:(e + 1) * N_TRAIN] for e in range(epochs)]
 
 

@@ -28,7 +28,7 @@ def write_run(parent: Path, name: str, framework: str, seed: int, test_accuracy:
     run_dir = parent / name
     run_dir.mkdir(parents=True)
     write_config(run_dir, {"training": {"dropout": True, "epochs": epochs, "seed": seed}})
-    write_launch(run_dir, subset)
+    write_launch(run_dir, framework, subset)
     val = np.linspace(0.3, 0.3 + 0.01 * seed, epochs)
     write_history(run_dir, [{"epoch": e + 1, "loss": 2.0 - 0.1 * e, "accuracy": 0.3, "val_loss": 1.9,
                                   "val_accuracy": float(val[e])} for e in range(epochs)])

@@ -12,7 +12,8 @@ import torch
 
 from cifar_common.data import keras_validation_split
 from cifar_common.errors import UserError
-from lightning_impl.datamodule import FIXED, Cifar10DataModule, GlobalBatches, epoch_permutation
+from cifar_common.spec.config import FIXED
+from lightning_impl.datamodule import Cifar10DataModule, GlobalBatches, epoch_permutation
 
 BATCH = 256
 N_TRAIN, N_VAL, N_TEST = 35000, 15000, 10000

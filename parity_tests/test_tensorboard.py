@@ -26,7 +26,7 @@ from tensorboard.util import tensor_util
 
 from cifar_common.data import ENV_VAR
 from cifar_common.rundir.folder import read_history
-from cifar_common.spec.config import tutorial_architecture
+from cifar_common.spec.config import DEFAULT_DATA_ORDER, tutorial_architecture
 
 ROOT = Path(__file__).resolve().parent.parent
 TAGS = {"loss", "accuracy", "val_loss", "val_accuracy"}  # history.csv's columns, on both sides
@@ -158,7 +158,8 @@ def test_logged_values_are_the_history_csv_values(runs, logs):
 def test_both_sides_record_the_run_settings_as_hyperparameters(logs):
     """The HParams dashboard gets the same settings from both sides, the framework, and the four metrics."""
     for side, framework in (("keras", "keras"), ("port", "lightning")):
-        assert logs[side].hparams == {"framework": framework, **SETTINGS}, side
+        order = DEFAULT_DATA_ORDER[framework]  # each side's default, recorded with the rest
+        assert logs[side].hparams == {"framework": framework, **SETTINGS, "training/data_order": order}, side
         assert logs[side].metric_tags == TAGS, side
 
 
