@@ -92,7 +92,11 @@ def test_across_seeds_section_reads_confusions_and_computes_the_agreement_readin
         write_run(made, f"{framework}-dropout-2026110{seed}-100000", framework, seed, accuracy, epochs=31)
     reports_dir = tmp_path / "reports"
     report.take_in([made], reports_dir / "runs")
-    seeds = report.build(reports_dir, figures=False)["across_seeds"]
+    built = report.build(reports_dir, figures=False)
+    seeds = built["across_seeds"]
+    # Written without data_order: each framework's default, and the verdict names the orders it compares.
+    verdict = built["verdicts"]["dropout"]
+    assert (verdict["keras_data_orders"], verdict["port_data_orders"]) == (["fixed"], ["reshuffle"])
     confusion = seeds["confusion"]
     assert (confusion["keras_n"], confusion["port_n"]) == (2, 2)
     assert confusion["keras_recall"] == [[1] * 6 + [0] * 4, [1] * 8 + [0] * 2]
@@ -106,6 +110,7 @@ def test_across_seeds_section_reads_confusions_and_computes_the_agreement_readin
     assert reading["cross_agreement"] == pytest.approx(0.85) and reading["position"] == "above"
     page = (reports_dir / "README.md").read_text()
     assert "## Across seeds" in page and "lies above the same-framework range" in page
+    assert "Data orders compared: Keras fixed, port reshuffle" in page
     assert json.loads((reports_dir / "across-seeds.json").read_text()) == seeds
 
 

@@ -99,6 +99,7 @@ def run_entry(run: Run, predictions_kept: bool) -> dict[str, Any]:
         "machine": (f"{provenance['cpu']}, {provenance['cpu_count']} cores, {provenance['threads']} threads"
                     if provenance else "not recorded"),
         "predictions_kept": predictions_kept,
+        "data_order": run.data_order,
     }
 
 
@@ -202,7 +203,9 @@ def band_verdicts(groups: Sequence[dict], variant: str = "dropout", epochs: int 
             "inside": keras_band.contains(port_mean) if metric in METRICS else None,
             "welch": welch_difference(port[metric]["values"], keras[metric]["values"]),
         }
-    return {"variant": variant, "epochs": epochs, "keras_n": keras["n"], "port_n": port["n"], "metrics": verdicts}
+    orders = {side: sorted({r["data_order"] for r in group["runs"]}) for side, group in (("keras", keras), ("port", port))}
+    return {"variant": variant, "epochs": epochs, "keras_n": keras["n"], "port_n": port["n"], "metrics": verdicts,
+            "keras_data_orders": orders["keras"], "port_data_orders": orders["port"]}
 
 
 def overfitting_signature(val_loss: np.ndarray, loss: np.ndarray, min_rise: float = 0.25) -> bool:

@@ -127,6 +127,10 @@ def verdict_lines(verdicts: dict[str, Any]) -> list[str]:
     dropout = verdicts["dropout"]
     lines = [f"Dropout, {dropout['epochs']} epochs: Keras n = {dropout['keras_n']}, port n = {dropout['port_n']}. "
              f"Band rule: {bands.BAND_RULE} of the Keras runs; the port's mean must lie inside.", ""]
+    if dropout["metrics"]:
+        lines[0] += (f" Data orders compared: Keras {' and '.join(dropout['keras_data_orders'])}, port "
+                     f"{' and '.join(dropout['port_data_orders'])} (runs recorded before the order was an option "
+                     "trained in their framework's default: Keras fixed, port reshuffle; docs/parity.md).")
     rows = []
     for metric, v in dropout["metrics"].items():
         low, high = v["keras_band"]
@@ -159,10 +163,10 @@ def runs_table(groups: Sequence[dict]) -> list[str]:
     rows = [[f"[{r['run']}](runs/{r['run']})" + ("" if r["predictions_kept"] else " †"), g["framework"], g["variant"],
              str(g["epochs"]), str(r["seed"]), f"{r['test_accuracy']:.4f}", f"{r['final_val_accuracy']:.4f}",
              f"{r['fit_minutes']:.1f} min" + (f" (epochs {r['resumed_after_epoch'] + 1}–{g['epochs']}, resumed)"
-                                              if r["resumed_after_epoch"] else ""), r["date"], r["machine"]]
+                                              if r["resumed_after_epoch"] else ""), r["data_order"], r["date"], r["machine"]]
             for g in groups for r in g["runs"]]
     return markdown.table(["run", "framework", "variant", "epochs", "seed", "test accuracy", "final val_accuracy",
-                           "fit wall time", "date", "machine"], rows)
+                           "fit wall time", "data order", "date", "machine"], rows)
 
 
 def results_page(groups: Sequence[dict], verdicts: dict[str, Any], comparisons: dict[str, dict],
