@@ -15,8 +15,8 @@ slot is compared (lightning_impl/training_check.py says how). Inputs: real CIFAR
 32x32x3 models, `--inputs FILE.npz` (x NHWC float, y integer labels), else seeded synthetic ones.
 Exit 0 when all agree within tolerance, 1 when not, 2 on bad input (nothing half-checked). With
 --port, the network compared is the one keras2lightning wrote (`lightning_impl.export`), imported from
-its file with the weights of the .safetensors beside it (forward pass only); its table has a row per
-attribute of that network (lightning_impl/emitted.py).
+its file with the weights of the .safetensors beside it: its forward table has a row per attribute of
+that network (lightning_impl/emitted.py), and the training steps are taken by the written network.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from cifar_common.data import load_cifar10
@@ -41,7 +42,7 @@ from cifar_common.spec.shapes import output_shapes, validate
 from lightning_impl import training_check
 from lightning_impl.convert import load_keras_file
 from lightning_impl.emitted import keras_layout_outputs as emitted_outputs
-from lightning_impl.emitted import load_network
+from lightning_impl.emitted import AsPort, load_network
 from lightning_impl.network import CifarCNN, keras_layout_outputs
 
 ACTIVATION_ATOL = 1e-5  # float32 forward passes of the same weights (measured ~2e-7, README)
@@ -123,7 +124,7 @@ def check_forward(plans: list[training_check.TrainingPlan], networks: list[Cifar
 def plan_for(path: Path, forward_only: bool) -> training_check.TrainingPlan:
     """What the file describes, and its optimizer and loss (a UserError for what the port does not support)."""
     architecture, input_shape, classes = described(path)
-    setup, reason = (None, "--forward-only or --port") if forward_only else training_check.training_setup_of(path)
+    setup, reason = (None, "--forward-only") if forward_only else training_check.training_setup_of(path)
     return training_check.TrainingPlan(path, architecture, input_shape, classes, setup, reason)
 
 
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--port checks one written module against its one MODEL.keras")
     # Every file is read, its port built and its optimizer and loss accepted first, and the inputs
     # checked: anything unsupported stops the command before anything is compared.
-    plans = [plan_for(path, args.forward_only or args.port is not None) for path in args.models]
+    plans = [plan_for(path, args.forward_only) for path in args.models]
     networks = [port_for(path) for path in args.models]
     emitted = load_network(args.port) if args.port is not None else None
     dtypes = ["float64", "float32"]
@@ -178,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     images = [training_check.first(given[plan.path], args.images) if plan.path in given else
               training_check.float32_inputs(plan.input_shape, plan.classes, args.images, None, cifar) for plan in plans]
     forward = check_forward(plans, networks, images, emitted)
-    trained = training_check.run(plans, args.batch_size)
+    if args.port is None:
+        trained = training_check.run(plans, args.batch_size)
+    else:  # a fresh copy of the written network per run of steps, seen as the port by the comparison
+        trained = training_check.run(plans, args.batch_size, lambda plan, dtype: AsPort(
+            load_network(args.port), networks[0]).to(getattr(torch, dtype)))
     reports, results = [], []
     for index, (plan, (forward_ok, forward_text)) in enumerate(zip(plans, forward)):
         training_ok, training_text, training_json = training_check.report(plan, trained.get(index, {}))

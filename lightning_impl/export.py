@@ -23,6 +23,7 @@ import keyword
 import re
 import subprocess
 import sys
+import textwrap
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,9 @@ from cifar_common.spec.shapes import output_shapes
 from lightning_impl import network as port
 from lightning_impl.check_parity import port_for
 from lightning_impl.emitted import RESERVED, attribute_names, folded_activation, has_attribute, leaves_out_softmax
-from lightning_impl.keras_optimizers import KerasOptimizer, KerasRMSprop
+from lightning_impl.keras_compile import training_setup
+from lightning_impl.keras_losses import KerasCrossEntropy
+from lightning_impl.keras_optimizers import OPTIMIZERS
 
 ACTIVATION_CALLS = {"relu": "F.relu({})", "elu": "F.elu({})", "tanh": "torch.tanh({})", "sigmoid": "torch.sigmoid({})",
                     "softmax": "torch.softmax({}, dim=1)", "linear": "{}"}
@@ -213,38 +216,40 @@ class Training:
     classes: tuple[type, ...]
     optimizer: str  # the expression configure_optimizers returns
     loss: str  # the expression of the loss, from `logits` and `labels`
+    loss_module: str  # the constructor of `self.loss`
     description: str
 
 
+UNCOMPILED = {"optimizer": "rmsprop", "loss": "categorical_crossentropy"}  # the tutorial's compile()
+
+
+def _number(value: Any) -> str:
+    """A setting as the code shows it: floats as float32 holds them (Keras's 0.001, not 0.0010000000474974513)."""
+    return str(np.float32(value)) if isinstance(value, float) else repr(value)
+
+
 def training_code(compile_config: dict[str, Any] | None, source: str) -> Training:
-    """The Keras-exact optimizer (and loss) of the file's `compile_config`; Keras's RMSprop defaults and
-    categorical cross-entropy (the tutorial's) when the model was saved without compiling."""
-    compiled = bool(compile_config)
-    optimizer = (compile_config or {}).get("optimizer") or {"class_name": "RMSprop", "config": {}}
-    if isinstance(optimizer, str):
-        optimizer = {"class_name": {"rmsprop": "RMSprop"}.get(optimizer.lower(), optimizer), "config": {}}
-    config = optimizer.get("config", {})
-    if optimizer.get("class_name") != "RMSprop":
-        raise UserError(f"{source}: optimizer {optimizer.get('class_name')}: export writes RMSprop models only")
-    off = {"momentum": 0.0, "centered": False, "weight_decay": None, "clipnorm": None, "global_clipnorm": None,
-           "clipvalue": None, "use_ema": False, "gradient_accumulation_steps": None, "loss_scale_factor": None}
-    changed = [key for key, value in off.items() if config.get(key, value) != value]
-    if changed:
-        raise UserError(f"{source}: RMSprop option {changed[0]}={config[changed[0]]!r} is not supported")
-    loss = (compile_config or {}).get("loss", "categorical_crossentropy")
-    if loss not in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
-        raise UserError(f"{source}: loss {loss!r}: export writes categorical cross-entropy models only")
-    lr, rho, epsilon = (str(np.float32(config.get(key, default))) for key, default in
-                        (("learning_rate", 0.001), ("rho", 0.9), ("epsilon", 1e-7)))
-    return Training((KerasOptimizer, KerasRMSprop), f"KerasRMSprop(self.parameters(), lr={lr}, rho={rho}, epsilon={epsilon})",
-                    "F.cross_entropy(logits, labels)",
-                    f"RMSprop(learning_rate={lr}, rho={rho},\n    epsilon={epsilon}) and categorical cross-entropy"
-                    + ("" if compiled else " (the file was saved\n    without compile(): Keras's defaults)"))
+    """The optimizer and loss of the file's `compile_config` as issue 20's Keras-exact classes (copied in
+    with the base classes they need, and the loss class); Keras's RMSprop defaults and categorical
+    cross-entropy (the tutorial's) when the model was saved without compiling."""
+    setup = training_setup(compile_config or UNCOMPILED, source)
+    optimizer = OPTIMIZERS[setup.optimizer_name]
+    chain = tuple(cls for cls in reversed(optimizer.__mro__) if cls.__module__ == optimizer.__module__)
+    options = "".join(f", {key}={_number(value)}" for key, value in setup.optimizer_options.items()
+                      if value is not None)
+    loss = setup.loss
+    loss_options = {"sparse": loss.sparse, "from_logits": loss.from_logits, "label_smoothing": loss.label_smoothing}
+    arguments = ", ".join(f"{key}={value!r}" for key, value in loss_options.items() if value)
+    note = "" if compile_config else " (the file was saved without compile(): Keras's defaults)"
+    return Training((*chain, KerasCrossEntropy), f"{optimizer.__name__}(self.parameters(){options})",
+                    "self.loss(logits, labels)", f"KerasCrossEntropy({arguments})",
+                    f"{setup.optimizer_name}({options.removeprefix(', ')}) and {setup.loss_name}{note}")
 
 
 def lightning_code(class_name: str, training: Training) -> str:
     return f'''class {class_name}Module(L.LightningModule):
-    """{class_name} trained with {training.description}.
+    """{textwrap.fill(f"{class_name} trained as the Keras file was compiled: {training.description}.", 100,
+                      subsequent_indent="    ")}
 
     The loss is computed from the logits, as Keras on TensorFlow computes it after a softmax. Labels:
     class indices, or one-hot rows as Keras takes them.
@@ -253,6 +258,7 @@ def lightning_code(class_name: str, training: Training) -> str:
     def __init__(self) -> None:
         super().__init__()
         self.network = {class_name}()
+        self.loss = {training.loss_module}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)

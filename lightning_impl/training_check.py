@@ -12,6 +12,8 @@ the same masks) and BatchNorm in training mode, both sides take the same steps o
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -121,8 +123,11 @@ def port_network(plan: TrainingPlan, dtype: str) -> CifarCNN:
     return network.to(getattr(torch, dtype))
 
 
-def run(plans: list[TrainingPlan], batch_size: int) -> dict[int, dict[str, list[tp.StepRow]]]:
-    """Every planned model's rows per dtype; Keras's steps for all of them from one subprocess."""
+def run(plans: list[TrainingPlan], batch_size: int,
+        network_for: Callable[[TrainingPlan, str], torch.nn.Module] = port_network,
+        ) -> dict[int, dict[str, list[tp.StepRow]]]:
+    """Every planned model's rows per dtype; Keras's steps for all of them from one subprocess. The
+    networks stepped come from `network_for` (the port; check_parity --port: the written module)."""
     with tempfile.TemporaryDirectory() as tmp:
         cases, keys = [], []
         for index, plan in enumerate(plans):
@@ -145,7 +150,7 @@ def run(plans: list[TrainingPlan], batch_size: int) -> dict[int, dict[str, list[
             if dtype == "float64-first":
                 continue
             plan, inputs = plans[index], plans[index].inputs[dtype]
-            network = port_network(plan, dtype)
+            network = network_for(plan, dtype)
             start = to_keras_arrays(network)
             port = port_steps(network, plan.setup, inputs.x, inputs.y, batch_size, case.steps, dtype)
             float64_first = None

@@ -88,16 +88,19 @@ def test_written_modules_give_keras_probabilities_without_keras_or_the_project(t
 
 def test_resnet_like_model_passes_check_parity_port(tmp_path, capsys):
     """The issue's model (residual Add blocks, a projection shortcut, a Concatenate branch, global pooling),
-    written out, passes check_parity --port: every attribute of the written network and the probabilities."""
+    written out, passes check_parity --port: every attribute of the written network and the probabilities,
+    and training steps taken by the written network with the file's RMSprop and loss (float64 to 1e-10)."""
     model = resnet_like()
     randomise_batchnorm(model, 0)
     model.save(tmp_path / "resnet.keras")
     assert export.main([str(tmp_path / "resnet.keras"), "--out", str(tmp_path / "out"), "--name", "ResNetLike"]) == 0
     capsys.readouterr()
     code = tmp_path / "out" / "res_net_like.py"
-    status = check_parity.main([str(tmp_path / "resnet.keras"), "--images", str(IMAGES), "--port", str(code)])
+    status = check_parity.main([str(tmp_path / "resnet.keras"), "--images", str(IMAGES), "--port", str(code),
+                                "--steps", "1", "--batch-size", "16"])
     out = capsys.readouterr().out
-    assert status == 0 and "verdict: PASS" in out and "against ResNetLike written out" in out, out
+    assert status == 0 and "against ResNetLike written out" in out, out
+    assert "forward verdict: PASS" in out and "training verdict: PASS" in out and "\nfloat64     1 " in out, out
     for layer in model.layers:
         if type(layer).__name__ not in ("InputLayer", "Add", "Concatenate"):
             assert f"\n{layer.name} " in out, f"{layer.name} has no row:\n{out}"

@@ -81,8 +81,9 @@ def _build(cls: type, values: Any, section: str, source: str):
         raise UserError(
             f"{source}: unknown setting '{section}.{unknown[0]}' (known: {', '.join(fields)})"
         )
-    # A setting whose default is None is a string (data_order).
-    checked = {name: checked_value(value, type(getattr(cls(), name) or ""), f"{source}: setting '{section}.{name}'")
+    # A setting whose default is None is a string (data_order), or None as config.yaml writes the default.
+    checked = {name: value if value is None and getattr(cls(), name) is None else
+               checked_value(value, type(getattr(cls(), name) or ""), f"{source}: setting '{section}.{name}'")
                for name, value in values.items()}
     return cls(**checked)
 
