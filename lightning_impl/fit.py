@@ -6,7 +6,7 @@
 The same steps, flags and run folder as `python -m keras_reference.fit`: Keras's split, batch
 size, epochs and RMSprop; per-epoch history, curves, the model (a Lightning checkpoint,
 `model.ckpt`, reloaded before testing), test loss and accuracy, 18 predictions and the confusion
-matrix. The recorded 31-epoch dropout runs reached 0.76 and 0.78 test accuracy (README, "Training runs").
+matrix. The recorded 31-epoch dropout runs reached 0.76 and 0.78 test accuracy (reports/README.md, the results page).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cifar_common.errors import UserError, WriteFailed, exits_cleanly_on_user_error
 from cifar_common.rundir.folder import new_run_dir, summary_line, write_config, write_launch, write_results
-from cifar_common.rundir.metrics_json import build_metrics
+from cifar_common.rundir.metrics_json import build_metrics, portable_command
 from cifar_common.rundir.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
 from cifar_common.spec.config import RunConfig, load_config
 from cifar_common.spec.fit_flags import config_from_flags, fit_parser, positive_int
@@ -164,7 +164,7 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
         fit_seconds=fit_seconds, epochs_fitted=epochs_here, threads=torch.get_num_threads(),
         versions={"numpy": np.__version__, "torch": torch.__version__, "lightning": L.__version__,
                   "torchmetrics": torchmetrics.__version__},
-        command=" ".join([COMMAND, *sys.argv[1:]]),
+        command=portable_command(COMMAND, sys.argv[1:]),
         resumed_after_epoch=history.resumed_after,  # fit_seconds counts the epochs after it
         **asdict(flags),
     )

@@ -54,7 +54,7 @@ class CifarClassifier(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.network(images)
 
-    def _shared_step(self, batch, loss_metric, accuracy_metric) -> torch.Tensor:
+    def _shared_step(self, batch, loss_metric, accuracy_metric) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
         logits = self(images)
         # Equals Keras's categorical_crossentropy on the softmax output (TF computes it from the logits).

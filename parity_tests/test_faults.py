@@ -3,8 +3,8 @@
 
 Each fault must end with exit status 2 and one line naming the file and the fix, no traceback, and
 the last good epoch still resumable to the full history. The port runs in-process (as
-test_nonfinite_loss does) on 128 images in batches of 64 for 2 epochs; the Keras runs are
-subprocesses, as a user starts them.
+test_nonfinite_loss does) with the small run's arguments (512 images, batches of 32, 3 epochs) and is
+held against the shared uninterrupted run of them; the Keras runs are subprocesses, as a user starts them.
 """
 from __future__ import annotations
 
@@ -17,24 +17,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-from cifar_common.data import ENV_VAR
 from cifar_common.rundir.atomic import write_text
 from cifar_common.rundir.folder import read_history, read_run, write_history
 from lightning_impl import fit as lightning_fit
+from parity_tests.cli_runs import SMALL_RUN_ARGS as ARGS
+from parity_tests.cli_runs import only_run_dir
 
-ROOT = Path(__file__).resolve().parent.parent
-ARGS = ["--dropout", "--subset", "128", "--batch-size", "64", "--epochs", "2"]  # 2 steps an epoch
 RESULTS = ("metrics.json", "model.ckpt", "predictions.npz", "confusion.csv")
 
 
 def lines(text: str, prefix: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(prefix)]
-
-
-def only_run_dir(out: Path) -> Path:
-    (run_dir,) = out.iterdir()
-    return run_dir
 
 
 def epoch_of(checkpoint: Path) -> int:
@@ -50,16 +43,6 @@ def assert_same_weights(expected: dict, got: dict) -> None:
     assert expected.keys() == got.keys()
     for name in expected:
         assert torch.equal(expected[name], got[name]), f"{name} differs from the uninterrupted run"
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """An uninterrupted run of ARGS: the history and weights every resumed run must end with."""
-    if not os.environ.get(ENV_VAR):
-        pytest.fail(f"set {ENV_VAR} to a cifar-10-batches-py folder: the fault runs use the real data")
-    out = tmp_path_factory.mktemp("finished")
-    assert lightning_fit.main([*ARGS, "--out", str(out)]) == 0
-    return only_run_dir(out)
 
 
 def interrupted_copy(finished: Path, tmp_path: Path) -> Path:
@@ -102,7 +85,7 @@ class FillsPartWay:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
-def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(finished, tmp_path, monkeypatch, capsys):
+def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(small_port_run, tmp_path, monkeypatch, capsys):
     fills = FillsPartWay(n=2)  # epoch 2's checkpoint
     monkeypatch.setattr(Path, "write_bytes", lambda path, data: fills(path, data))  # a method, bound to path
     out = tmp_path / "runs"
@@ -121,10 +104,10 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(finished, tmp_pat
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
     assert epoch_of(run_dir / "checkpoints" / "last.ckpt") == 1
     assert not (run_dir / "metrics.json").exists()
-    resume_to_the_end(run_dir, finished, capsys)
+    resume_to_the_end(run_dir, small_port_run, capsys)
 
 
-def test_disk_full_before_any_checkpoint_says_start_again(tmp_path, monkeypatch, capsys):
+def test_disk_full_before_any_checkpoint_says_start_again(cifar_dir, tmp_path, monkeypatch, capsys):
     """No resume command when no checkpoint loads: it would only fail again."""
     fills = FillsPartWay(n=1)  # epoch 1's checkpoint
     monkeypatch.setattr(Path, "write_bytes", lambda path, data: fills(path, data))
@@ -137,19 +120,19 @@ def test_disk_full_before_any_checkpoint_says_start_again(tmp_path, monkeypatch,
     assert list((only_run_dir(out) / "checkpoints").iterdir()) == []
 
 
-def test_truncated_checkpoint_resumes_from_the_previous_one_with_a_warning(finished, tmp_path, capsys):
-    run_dir = interrupted_copy(finished, tmp_path)
+def test_truncated_checkpoint_resumes_from_the_previous_one_with_a_warning(small_port_run, tmp_path, capsys):
+    run_dir = interrupted_copy(small_port_run, tmp_path)
     truncate(run_dir / "checkpoints" / "last.ckpt")
-    err = resume_to_the_end(run_dir, finished, capsys)
+    err = resume_to_the_end(run_dir, small_port_run, capsys)
     (warning,) = lines(err, "warning:")
     assert warning.startswith("warning: checkpoints/last.ckpt is damaged or truncated ("), warning
-    assert warning.endswith("; carrying on from last.previous.ckpt (epoch 1) instead, the damaged file is kept "
+    assert warning.endswith("; carrying on from last.previous.ckpt (epoch 2) instead, the damaged file is kept "
                             "as last.damaged.ckpt"), warning
     assert "Traceback" not in err and not lines(err, "error:")
 
 
-def test_no_loadable_checkpoint_says_the_run_must_start_again(finished, tmp_path, capsys):
-    run_dir = interrupted_copy(finished, tmp_path)
+def test_no_loadable_checkpoint_says_the_run_must_start_again(small_port_run, tmp_path, capsys):
+    run_dir = interrupted_copy(small_port_run, tmp_path)
     for name in ("last.ckpt", "last.previous.ckpt"):
         truncate(run_dir / "checkpoints" / name)
     assert lightning_fit.main(["--resume", str(run_dir)]) == 2
@@ -159,9 +142,9 @@ def test_no_loadable_checkpoint_says_the_run_must_start_again(finished, tmp_path
     assert message.endswith("and there is no earlier good checkpoint; the run must start again (without --resume)")
 
 
-def test_checkpoint_of_another_variant_is_refused(finished, tmp_path, capsys):
+def test_checkpoint_of_another_variant_is_refused(small_port_run, tmp_path, capsys):
     from cifar_common.spec.config import tutorial_architecture
-    run_dir = interrupted_copy(finished, tmp_path)
+    run_dir = interrupted_copy(small_port_run, tmp_path)
     settings = yaml.safe_load((run_dir / "config.yaml").read_text())
     dropout, baseline = tutorial_architecture(True), tutorial_architecture(False)
     assert settings["architecture"] == dropout.to_dict()
@@ -188,7 +171,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount_point)], check=True)
 
 
-def test_a_really_full_disk_stops_with_the_last_good_checkpoint(small_disk, capsys):
+def test_a_really_full_disk_stops_with_the_last_good_checkpoint(cifar_dir, small_disk, capsys):
     status = lightning_fit.main([*ARGS, "--out", str(small_disk)])
     err = capsys.readouterr().err
     run_dir = only_run_dir(small_disk)
@@ -236,10 +219,10 @@ def test_run_files_get_the_umask_permissions(tmp_path):
     assert modes == {"history.csv": 0o640, "model.ckpt": 0o640, "config.yaml": 0o664}
 
 
-def test_keras_run_killed_after_an_epoch_resumes_to_the_full_history(tmp_path, capsys):
+def test_keras_run_killed_after_an_epoch_resumes_to_the_full_history(cifar_dir, tmp_path, capsys):
     """SIGKILL as soon as epoch 1's checkpoint is in place; --resume (in-process, TensorFlow is loaded once)."""
     from keras_reference import fit as keras_fit
-    from keras_reference.measure_resume import kill_after_first_epoch
+    from parity_tests.measure_resume import kill_after_first_epoch
     run_dir = kill_after_first_epoch(["--dropout", "--subset", "128", "--epochs", "2"], tmp_path / "runs",
                                      timeout=300)
     first_epoch = (run_dir / "history.csv").read_text()
@@ -282,7 +265,6 @@ def test_keras_resume_uses_the_previous_checkpoint_or_says_start_again(tmp_path,
 def test_keras_checkpoint_write_that_fills_the_disk_keeps_the_last_good_one(tmp_path, monkeypatch):
     """`model.save` writes half of last.keras's temporary file, then ENOSPC: the epoch-1 file stays and loads."""
     import keras
-
     from cifar_common.errors import WriteFailed
     from cifar_common.rundir.resume import with_carry_on_hint
     from cifar_common.spec.config import TrainingConfig, tutorial_architecture
