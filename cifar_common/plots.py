@@ -66,8 +66,8 @@ def plot_predictions(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
 
 
 def draw_matrix(ax: plt.Axes, matrix: np.ndarray, class_names: Sequence[str], title: str,
-                cmap: str = "Blues", vmin: float | None = None, vmax: float | None = None):
-    """An annotated heatmap, rows = truth, columns = predicted."""
+                cmap: str = "Blues", vmin: float | None = None, vmax: float | None = None, fmt: str = "{:.0f}"):
+    """An annotated heatmap, rows = truth, columns = predicted; `fmt` writes each cell's value."""
     image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
     ticks = np.arange(len(class_names))
     ax.set_xticks(ticks, class_names, rotation=45, ha="right")
@@ -77,9 +77,11 @@ def draw_matrix(ax: plt.Axes, matrix: np.ndarray, class_names: Sequence[str], ti
     ax.set_title(title)
     lo, hi = image.get_clim()
     for (r, c), value in np.ndenumerate(matrix):
+        if not np.isfinite(value):  # a cell with no value (e.g. masked) stays blank
+            continue
         # White text on the strong end of the scale, black elsewhere.
         strong = abs(value - (lo + hi) / 2) > (hi - lo) / 4 if cmap != "Blues" else value > (lo + hi) / 2
-        ax.text(c, r, f"{int(value)}", ha="center", va="center", fontsize=7,
+        ax.text(c, r, fmt.format(value), ha="center", va="center", fontsize=7,
                 color="white" if strong else "black")
     return image
 

@@ -12,7 +12,7 @@ from keras_reference.checkpoints import LAST
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """Rewrites history.csv after every epoch, so a crash keeps the epochs already done.
+    """One row per epoch; `EpochCheckpoint` saves them with the epoch, then writes history.csv.
 
     `rows`: the epochs a resumed run finished before (from its checkpoint); new epochs follow them.
     """
@@ -24,6 +24,8 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+
+    def write(self) -> None:
         write_history(self.run_dir, self.rows)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -24,6 +24,9 @@ import numpy as np
 from cifar_common.errors import UserError
 from cifar_common.rundir.atomic import write_atomically
 from cifar_common.rundir.resume import Checkpoint, checkpoint_to_resume, previous_version
+
+if TYPE_CHECKING:
+    from keras_reference.callbacks import HistoryWriter  # which imports LAST from here
 
 LAST = Path("checkpoints") / "last.keras"
 STATE_MEMBER = "run_state.json"
@@ -95,12 +98,14 @@ def resume_checkpoint(run_dir: Path, expected: keras.Model) -> Checkpoint:
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Writes `checkpoints/last.keras` after every epoch, with the history rows recorded so far."""
+    """Writes `checkpoints/last.keras` after every epoch, with the history rows recorded so far, and only
+    then history.csv: the history file never claims an epoch that no checkpoint holds."""
 
-    def __init__(self, run_dir: Path, history_rows: list[dict[str, float]]):
+    def __init__(self, run_dir: Path, history: HistoryWriter):
         super().__init__()
         self.path = run_dir / LAST
-        self.history_rows = history_rows  # the HistoryWriter's list, listed before this callback
+        self.history = history  # listed before this callback, so it holds this epoch's row
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        save_checkpoint(self.model, self.path, epoch + 1, list(self.history_rows))
+        save_checkpoint(self.model, self.path, epoch + 1, list(self.history.rows))
+        self.history.write()

@@ -22,20 +22,22 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_common.data import Cifar10, load_cifar10, to_unit_float
-from cifar_common.errors import UserError, WriteFailed, exits_cleanly_on_user_error
+from cifar_common.errors import exits_cleanly_on_user_error
 from cifar_common.rundir.atomic import write_atomically
-from cifar_common.rundir.folder import new_run_dir, summary_line, write_config, write_launch, write_results
+from cifar_common.rundir.fit_command import settings_from, start_run_folder, train_and_report
+from cifar_common.rundir.folder import write_results
 from cifar_common.rundir.metrics_json import build_metrics, portable_command
-from cifar_common.rundir.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
-from cifar_common.spec.config import RunConfig, load_config
-from cifar_common.spec.fit_flags import config_from_flags, fit_parser
+from cifar_common.rundir.resume import Checkpoint
+from cifar_common.spec.config import RunConfig
+from cifar_common.spec.fit_flags import FIT_COMMANDS, fit_parser
 from keras_reference.callbacks import HistoryWriter, StopOnNonFiniteLoss
 from keras_reference.checkpoints import LAST, EpochCheckpoint, epochs_done, restore_seed_states, resume_checkpoint
+from keras_reference.data_order import fit_data
 from keras_reference.model import build_model, compile_model, parameter_count
 from keras_reference.tensorboard_callback import EpochTensorBoard
 
 FRAMEWORK = "keras"
-COMMAND = "python -m keras_reference.fit"
+COMMAND = FIT_COMMANDS[FRAMEWORK]
 
 
 def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = "auto",
@@ -59,12 +61,13 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
         restore_seed_states(model, state["seed_states"])
         done, rows = resume.epochs_done, state["history"]
     history = HistoryWriter(run_dir, rows)
-    # StopOnNonFiniteLoss first and the checkpoint last: a bad epoch is neither recorded nor saved.
+    # StopOnNonFiniteLoss first: a bad epoch is neither recorded nor saved. The checkpoint last: it writes
+    # history.csv once the epoch is saved.
     callbacks = [StopOnNonFiniteLoss(), history, EpochTensorBoard(run_dir, config.to_dict(), FRAMEWORK),
-                 EpochCheckpoint(run_dir, history.rows)]
+                 EpochCheckpoint(run_dir, history)]
     started = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=t.batch_size, epochs=t.epochs, validation_split=t.validation_split,
-              shuffle=True, verbose=verbose, callbacks=callbacks, initial_epoch=done)
+    model.fit(**fit_data(x_train, y_train, t, first_epoch=done), epochs=t.epochs, verbose=verbose,
+              callbacks=callbacks, initial_epoch=done)
     fit_seconds = time.perf_counter() - started
 
     model_path = run_dir / "model.keras"
@@ -89,46 +92,17 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
     return metrics
 
 
-def open_for_resume(run_dir: Path) -> tuple[RunConfig, int | None, Checkpoint]:
-    """The config and subset an unfinished Keras run folder was started with, and its checkpoint."""
-    launch = open_unfinished_run(run_dir, COMMAND)
-    if launch.get("trainer"):
-        raise UserError(f"--resume {run_dir}: a Lightning run folder; resume it with python -m lightning_impl.fit")
-    config = load_config(run_dir / "config.yaml")
-    checkpoint = resume_checkpoint(run_dir, build_model(config.architecture, config.dataset))
-    return config, launch["subset"], checkpoint
-
-
-def parser():
-    parser = fit_parser(COMMAND, __doc__.splitlines()[0])
-    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                        help="carry on an interrupted run from RUN_DIR/checkpoints/last.keras, "
-                             "with the settings it was started with")
-    return parser
-
-
 @exits_cleanly_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.resume is not None:
-        refuse_setting_flags(args)
-        run_dir = args.resume
-        config, subset, checkpoint = open_for_resume(run_dir)
-    else:
-        config = config_from_flags(args.dropout, args.config, args.epochs, args.batch_size,
-                                   args.learning_rate, args.seed)
-        subset, checkpoint = args.subset, None
-    data = load_cifar10(args.data_dir).subset(subset)
-    if checkpoint is None:
-        run_dir = new_run_dir(args.out, FRAMEWORK, config.variant, config.architecture.name)
-        write_config(run_dir, config.to_dict())
-        write_launch(run_dir, subset)
-    try:
-        metrics = train(config, data, run_dir, resume=checkpoint)
-    except WriteFailed as failure:  # the last good checkpoint, named, and how to carry on from it
-        raise with_carry_on_hint(failure, COMMAND, run_dir, run_dir / LAST, epochs_done) from None
-    print(summary_line(metrics["test_accuracy"], run_dir))
-    return 0
+    args = fit_parser(FRAMEWORK, __doc__.splitlines()[0]).parse_args(argv)
+    settings = settings_from(args, FRAMEWORK)
+    config = settings.config
+    checkpoint = (resume_checkpoint(settings.resume_from, build_model(config.architecture, config.dataset))
+                  if settings.resume_from is not None else None)
+    data = load_cifar10(args.data_dir).subset(settings.subset)
+    run_dir = settings.resume_from or start_run_folder(args.out, FRAMEWORK, settings)
+    return train_and_report(lambda: train(config, data, run_dir, resume=checkpoint), FRAMEWORK, run_dir, LAST,
+                            epochs_done)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,11 @@ import numpy as np
 
 
 def layer_outputs(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Every layer's output in inference mode, keyed by layer name."""
-    probe = keras.Model(model.inputs, [layer.output for layer in model.layers])
+    """Every layer's output in inference mode, keyed by layer name (a functional model's InputLayer left out)."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
     outputs = probe.predict(images, batch_size=batch_size, verbose=0)
-    return {layer.name: np.asarray(out) for layer, out in zip(model.layers, outputs)}
+    return {layer.name: np.asarray(out) for layer, out in zip(layers, outputs)}
 
 
 def main(argv: list[str] | None = None) -> int:

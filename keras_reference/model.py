@@ -11,14 +11,22 @@ import keras
 import numpy as np
 
 from cifar_common.spec.config import DatasetConfig, TrainingConfig
-from cifar_common.spec.layers import Architecture, layer_options
+from cifar_common.spec.layers import INPUT, MERGES, Architecture, layer_options
 
 
-def build_model(architecture: Architecture, dataset: DatasetConfig = DatasetConfig()) -> keras.Sequential:
-    shape = (dataset.image_size, dataset.image_size, dataset.channels)
-    stack = [keras.Input(shape=shape, name="image")]
-    stack += [getattr(keras.layers, type(spec).__name__)(**layer_options(spec)) for spec in architecture.layers]
-    return keras.Sequential(stack, name=architecture.name)
+def build_model(architecture: Architecture, dataset: DatasetConfig = DatasetConfig(),
+                input_shape: tuple[int, int, int] | None = None) -> keras.Model:
+    """A `Sequential` for a chain, a functional model for a graph (Add and Concatenate take lists). The
+    input is the dataset's square images, or `input_shape` (height, width, channels) when given."""
+    shape = input_shape or (dataset.image_size, dataset.image_size, dataset.channels)
+    layers = [getattr(keras.layers, type(spec).__name__)(**layer_options(spec)) for spec in architecture.layers]
+    if not architecture.inbound:
+        return keras.Sequential([keras.Input(shape=shape, name="image"), *layers], name=architecture.name)
+    outputs = {INPUT: keras.Input(shape=shape, name="image")}
+    for index, layer in enumerate(layers):
+        inputs = [outputs[name] for name in architecture.inputs_of(index)]
+        outputs[layer.name] = layer(inputs if isinstance(architecture.layers[index], MERGES) else inputs[0])
+    return keras.Model(outputs[INPUT], outputs[layers[-1].name], name=architecture.name)
 
 
 def compile_model(model: keras.Model, training: TrainingConfig) -> keras.Model:

@@ -23,7 +23,7 @@ from cifar_common.spec.config import DatasetConfig
 from cifar_common.spec.fit_flags import positive_int
 from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.module import CifarClassifier
-from lightning_impl.optim import KerasRMSprop
+from lightning_impl.keras_optimizers import KerasRMSprop
 
 
 def finish(device: torch.device) -> None:

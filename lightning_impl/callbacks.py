@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Checkpoint
 
 from cifar_common.errors import UserError, non_finite_loss
 from cifar_common.rundir.folder import EPOCH_METRICS, write_history
@@ -22,7 +22,7 @@ from cifar_common.rundir.resume import carry_on_hint, last_good
 from lightning_impl.checkpoint_io import LAST, epochs_done
 
 class HistoryWriter(Callback):
-    """Keras-style history: one row per epoch, rewritten after every epoch so a crash keeps it."""
+    """Keras-style history: one row per epoch, kept in the checkpoint; `HistoryFile` writes history.csv."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
@@ -33,6 +33,8 @@ class HistoryWriter(Callback):
         metrics = trainer.callback_metrics
         self.rows.append({"epoch": trainer.current_epoch + 1,
                           **{key: float(metrics[key]) for key in EPOCH_METRICS}})
+
+    def write(self, trainer: L.Trainer) -> None:
         if trainer.is_global_zero:
             write_history(self.run_dir, self.rows)
 
@@ -43,6 +45,21 @@ class HistoryWriter(Callback):
         # The rows the checkpoint was taken with: an epoch finished after it is trained again.
         self.rows = list(state_dict["rows"])
         self.resumed_after = len(self.rows)
+
+
+class HistoryFile(Checkpoint):
+    """Rewrites history.csv after every epoch, once `checkpoints/last.ckpt` holds that epoch, so a crash
+    keeps the epochs done and the file never claims an epoch no checkpoint holds.
+
+    A `Checkpoint` callback because Lightning calls those after every other callback, in the order they
+    were given: `fit.build_trainer` lists its ModelCheckpoint first, so this one runs after the save.
+    """
+
+    def __init__(self, history: HistoryWriter):
+        self.history = history
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.history.write(trainer)
 
 
 class RandomState(Callback):

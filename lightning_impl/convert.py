@@ -35,19 +35,27 @@ VARIABLES = {
 }
 
 
-def _variables(module: nn.Module) -> list[tuple[str, torch.Tensor, bool]]:
+def variables_of(module: nn.Module) -> list[tuple[str, torch.Tensor, bool]]:
     """(Keras name, tensor, trainable) of each variable the module has (a conv without bias has one)."""
     for cls, names in VARIABLES.items():
-        if isinstance(module, cls):
+        if isinstance(module, cls) or type(module).__name__ == cls.__name__:  # or a written module's copy of it
             return [(keras, getattr(module, attr), trainable) for keras, attr, trainable in names
                     if getattr(module, attr) is not None]
     return []
+
+
+def _depthwise(name: str, network: CifarCNN) -> bool:
+    module = network.get_submodule(name)
+    return isinstance(module, nn.Conv2d) and module.groups > 1
 
 
 def to_keras_layout(name: str, variable: str, value: np.ndarray, network: CifarCNN) -> np.ndarray:
     """A PyTorch tensor's value in Keras's layout."""
     if variable != "kernel":
         return value
+    if value.ndim == 4 and _depthwise(name, network):  # (in * m, 1, kh, kw) -> (kh, kw, in, m)
+        groups = network.get_submodule(name).groups
+        return value.reshape(groups, -1, *value.shape[2:]).transpose(2, 3, 0, 1)
     if value.ndim == 4:
         return value.transpose(2, 3, 1, 0)
     if name not in network.flat_inputs:
@@ -60,6 +68,9 @@ def to_torch_layout(name: str, variable: str, value: np.ndarray, network: CifarC
     """The inverse of `to_keras_layout`."""
     if variable != "kernel":
         return value
+    if value.ndim == 4 and _depthwise(name, network):  # (kh, kw, in, m) -> (in * m, 1, kh, kw)
+        kh, kw, channels, multiplier = value.shape
+        return value.transpose(2, 3, 0, 1).reshape(channels * multiplier, 1, kh, kw)
     if value.ndim == 4:
         return value.transpose(3, 2, 0, 1)
     if name not in network.flat_inputs:
@@ -72,7 +83,7 @@ def to_keras_arrays(network: CifarCNN, gradients: bool = False) -> dict[str, np.
     """The network's variables (or, with `gradients`, the trainable ones' .grad) as Keras arrays."""
     arrays = {}
     for name, module in network.named_children():
-        for variable, tensor, trainable in _variables(module):
+        for variable, tensor, trainable in variables_of(module):
             if gradients and not trainable:
                 continue
             value = (tensor.grad if gradients else tensor).detach().cpu().numpy().copy()
@@ -84,7 +95,7 @@ def load_keras_arrays(network: CifarCNN, arrays: dict[str, np.ndarray]) -> None:
     """Copy Keras arrays into the network, checking every shape first (nothing is copied on a mismatch)."""
     updates = []
     for name, module in network.named_children():
-        for variable, tensor, _ in _variables(module):
+        for variable, tensor, _ in variables_of(module):
             key = f"{name}/{variable}"
             current = tensor.detach().cpu().numpy()
             expected = to_keras_layout(name, variable, current, network).shape
@@ -101,7 +112,10 @@ def load_keras_arrays(network: CifarCNN, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _snake_case(class_name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower().replace("2_d", "2d")
+    """Keras's rule for the weights file's group names: Conv2D -> conv2d, ReLU -> re_lu,
+    DepthwiseConv2D -> depthwise_conv2d."""
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def read_keras_file(path: str | Path, network: CifarCNN) -> dict[str, np.ndarray]:
@@ -129,6 +143,8 @@ def _check_same_architecture(file_architecture: Architecture, port: Architecture
     if len(file_architecture.layers) != len(port.layers):
         raise UserError(f"{path}: {len(file_architecture.layers)} layers in the file, {len(port.layers)} in the "
                         f"port: not the same architecture")
+    if file_architecture.fingerprint != port.fingerprint:
+        raise UserError(f"{path}: the same layers as the port's, connected differently: not the same architecture")
 
 
 def _arrays_from_h5(config: dict, h5: h5py.File, network: CifarCNN, path: Path) -> dict[str, np.ndarray]:
@@ -142,7 +158,7 @@ def _arrays_from_h5(config: dict, h5: h5py.File, network: CifarCNN, path: Path) 
             groups.append((layer["config"]["name"], f"layers/{group}/vars"))
     arrays = {}
     for (file_name, group), (port_name, module) in zip(groups, network.named_children()):
-        for index, (variable, _, _) in enumerate(_variables(module)):
+        for index, (variable, _, _) in enumerate(variables_of(module)):
             key = f"{group}/{index}"
             if key not in h5:
                 raise UserError(f"{path}: variable {variable} of layer {file_name} ({key}) is missing")

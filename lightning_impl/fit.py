@@ -31,20 +31,23 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from cifar_common.errors import UserError, WriteFailed, exits_cleanly_on_user_error
-from cifar_common.rundir.folder import new_run_dir, summary_line, write_config, write_launch, write_results
+from cifar_common.errors import UserError, exits_cleanly_on_user_error
+from cifar_common.rundir.fit_command import settings_from, start_run_folder, train_and_report
+from cifar_common.rundir.folder import write_results
 from cifar_common.rundir.metrics_json import build_metrics, portable_command
-from cifar_common.rundir.resume import Checkpoint, open_unfinished_run, refuse_setting_flags, with_carry_on_hint
-from cifar_common.spec.config import RunConfig, load_config
-from cifar_common.spec.fit_flags import config_from_flags, fit_parser, positive_int
-from lightning_impl.callbacks import CtrlC, HistoryWriter, RandomState, ResumeHint, StopOnNonFiniteLoss
+from cifar_common.rundir.resume import Checkpoint
+from cifar_common.spec.config import RunConfig
+from cifar_common.spec.fit_flags import FIT_COMMANDS, fit_parser, positive_int
+from lightning_impl.callbacks import (CtrlC, HistoryFile, HistoryWriter, RandomState, ResumeHint,
+                                      StopOnNonFiniteLoss)
 from lightning_impl.checkpoint_io import LAST, AtomicCheckpointIO, epochs_done, resume_checkpoint
 from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.module import CifarClassifier
 from lightning_impl.tensorboard_logger import EpochTensorBoardLogger
 
 FRAMEWORK = "lightning"
-COMMAND = "python -m lightning_impl.fit"
+COMMAND = FIT_COMMANDS[FRAMEWORK]
+MODEL = "model.ckpt"
 RUN_DIR_ENV = "LIGHTNING_IMPL_RUN_DIR"  # rank 0's run folder, for the other DDP processes
 
 
@@ -59,10 +62,7 @@ class TrainerFlags:
 
 
 def lightning_parser() -> argparse.ArgumentParser:
-    parser = fit_parser(COMMAND, __doc__.splitlines()[0])
-    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                        help="carry on an interrupted run from RUN_DIR/checkpoints/last.ckpt, "
-                             "with the settings it was started with")
+    parser = fit_parser(FRAMEWORK, __doc__.splitlines()[0])
     group = parser.add_argument_group("Lightning Trainer (same meanings as Lightning's flags)")
     defaults = TrainerFlags()
     group.add_argument("--accelerator", help=f"cpu, gpu, auto, ... (default: {defaults.accelerator})")
@@ -103,8 +103,9 @@ def build_trainer(run_dir: Path, epochs: int, flags: TrainerFlags,
                   callbacks: list[Callback] | None = None, logger: Logger | bool = False) -> L.Trainer:
     # checkpoints/last.ckpt after every epoch, as the Keras side keeps checkpoints/last.keras; replaced
     # only by a verified new one, the one before kept (AtomicCheckpointIO). Taken at the very end of the
-    # epoch, after the other callbacks have checked and recorded it. (save_last=True with save_top_k=0
-    # would save only when fit ends.)
+    # epoch, after the other callbacks have checked and recorded it, and listed first, so that other
+    # Checkpoint callbacks (HistoryFile) run after it. (save_last=True with save_top_k=0 would save only
+    # when fit ends.)
     checkpoints = ModelCheckpoint(dirpath=run_dir / LAST.parent, filename=LAST.stem, save_top_k=1,
                                   enable_version_counter=False, save_on_train_epoch_end=True)
     return L.Trainer(
@@ -112,7 +113,7 @@ def build_trainer(run_dir: Path, epochs: int, flags: TrainerFlags,
         callbacks=[checkpoints, TQDMProgressBar(), *(callbacks or [])],
         plugins=[AtomicCheckpointIO(keep_previous_of=run_dir / LAST)],
         num_sanity_val_steps=0,  # Keras validates only after each epoch
-        use_distributed_sampler=False,  # TensorBatches shards the batches itself
+        use_distributed_sampler=False,  # GlobalBatches shares each global batch out itself
     )
 
 
@@ -122,46 +123,45 @@ def new_module(config: RunConfig) -> CifarClassifier:
                            epsilon=t.epsilon, num_classes=config.dataset.num_classes)
 
 
-def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
-          flags: TrainerFlags = TrainerFlags(), resume: Checkpoint | None = None) -> dict:
-    """Fit (or carry on fitting from `resume`), save, reload and test; returns metrics.json's content."""
+def fit_model(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path, flags: TrainerFlags,
+              resume: Checkpoint | None) -> tuple[L.Trainer, HistoryWriter, float]:
+    """Fit (or carry on fitting from `resume`) and save `model.ckpt`; the Trainer, history and fit seconds."""
     t = config.training
     L.seed_everything(t.seed, verbose=False)
     module = new_module(config)
     history = HistoryWriter(run_dir)
     # StopOnNonFiniteLoss first: a bad epoch stops before it is recorded.
-    callbacks = [StopOnNonFiniteLoss(), history, RandomState(), ResumeHint(run_dir, COMMAND), CtrlC()]
+    callbacks = [StopOnNonFiniteLoss(), history, HistoryFile(history), RandomState(), ResumeHint(run_dir, COMMAND),
+                 CtrlC()]
     trainer = build_trainer(run_dir, t.epochs, flags, callbacks,
                             logger=EpochTensorBoardLogger(run_dir, config.to_dict(), FRAMEWORK))
-    checkpoint = resume.path if resume is not None else None
     started = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume.path if resume is not None else None)
     except SIGTERMException:  # a SystemExit with status 0: exit as a terminated process instead
         raise SystemExit(128 + signal.SIGTERM) from None
     fit_seconds = time.perf_counter() - started
-    model_path = run_dir / "model.ckpt"
     # Every process takes part (it is collective under DDP); rank 0 writes, atomically, as Lightning does.
-    trainer.save_checkpoint(model_path)
-    if torch.distributed.is_initialized():  # rank 0 tests alone below; metrics must not wait on the others
-        torch.distributed.destroy_process_group()
-    if not trainer.is_global_zero:
-        return {}
+    trainer.save_checkpoint(run_dir / MODEL)
+    return trainer, history, fit_seconds
 
-    reloaded = CifarClassifier.load_from_checkpoint(model_path, map_location="cpu")
+
+def evaluate_and_record(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path, flags: TrainerFlags,
+                        history: HistoryWriter, fit_seconds: float) -> dict:
+    """Reload `model.ckpt`, test it in one pass and write the results; returns metrics.json's content."""
+    reloaded = CifarClassifier.load_from_checkpoint(run_dir / MODEL, map_location="cpu")
     tester = L.Trainer(accelerator=flags.accelerator, devices=1, precision=flags.precision, logger=False,
                        enable_progress_bar=False, enable_model_summary=False)
     results = tester.test(reloaded, datamodule=datamodule, verbose=False)[0]
-    probs = torch.cat(tester.predict(reloaded, datamodule=datamodule)).float().numpy()
+    probs = torch.cat(reloaded.test_probabilities).numpy()
     confusion = reloaded.test_confusion.compute().cpu().numpy()
-    n_train = len(datamodule.train_labels)
-    epochs_here = len(history.rows) - history.resumed_after
     metrics = build_metrics(
         FRAMEWORK, config,
-        parameter_count=sum(p.numel() for p in module.network.parameters() if p.requires_grad),
-        train_images=n_train, test_images=len(datamodule.test_labels),
+        parameter_count=sum(p.numel() for p in reloaded.network.parameters() if p.requires_grad),
+        train_images=len(datamodule.train_labels), test_images=len(datamodule.test_labels),
         test_loss=results["test_loss"], test_accuracy=results["test_accuracy"], history_rows=history.rows,
-        fit_seconds=fit_seconds, epochs_fitted=epochs_here, threads=torch.get_num_threads(),
+        fit_seconds=fit_seconds, epochs_fitted=len(history.rows) - history.resumed_after,
+        threads=torch.get_num_threads(),
         versions={"numpy": np.__version__, "torch": torch.__version__, "lightning": L.__version__,
                   "torchmetrics": torchmetrics.__version__},
         command=portable_command(COMMAND, sys.argv[1:]),
@@ -173,14 +173,15 @@ def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
     return metrics
 
 
-def open_for_resume(run_dir: Path) -> tuple[RunConfig, int | None, TrainerFlags, Checkpoint]:
-    """The config, subset and Trainer flags an unfinished run folder was started with, and its checkpoint."""
-    launch = open_unfinished_run(run_dir, COMMAND)
-    if not launch.get("trainer"):
-        raise UserError(f"--resume {run_dir}: a Keras run folder; resume it with python -m keras_reference.fit")
-    config = load_config(run_dir / "config.yaml")
-    checkpoint = resume_checkpoint(run_dir, new_module(config))
-    return config, launch["subset"], TrainerFlags(**launch["trainer"]), checkpoint
+def train(config: RunConfig, datamodule: Cifar10DataModule, run_dir: Path,
+          flags: TrainerFlags = TrainerFlags(), resume: Checkpoint | None = None) -> dict:
+    """Fit, then (global rank 0 alone) test and record; returns metrics.json's content ({} on other ranks)."""
+    trainer, history, fit_seconds = fit_model(config, datamodule, run_dir, flags, resume)
+    if torch.distributed.is_initialized():  # rank 0 tests alone below; metrics must not wait on the others
+        torch.distributed.destroy_process_group()
+    if not trainer.is_global_zero:
+        return {}
+    return evaluate_and_record(config, datamodule, run_dir, flags, history, fit_seconds)
 
 
 def started_by_launcher() -> bool:
@@ -191,33 +192,25 @@ def started_by_launcher() -> bool:
 @exits_cleanly_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = lightning_parser().parse_args(argv)
-    if args.resume is not None:
-        refuse_setting_flags(args, (field.name for field in fields(TrainerFlags)))
-        run_dir = args.resume
-        config, subset, flags, checkpoint = open_for_resume(run_dir)
-    else:
-        config = config_from_flags(args.dropout, args.config, args.epochs, args.batch_size,
-                                   args.learning_rate, args.seed)
-        subset, flags, checkpoint = args.subset, trainer_flags_from(args), None
+    settings = settings_from(args, FRAMEWORK, [field.name for field in fields(TrainerFlags)])
+    config, resume_from = settings.config, settings.resume_from
+    flags = TrainerFlags(**settings.launch["trainer"]) if resume_from is not None else trainer_flags_from(args)
     check_trainer_flags(flags)
+    checkpoint = resume_checkpoint(resume_from, new_module(config)) if resume_from is not None else None
     t = config.training
-    datamodule = Cifar10DataModule(args.data_dir, t.batch_size, t.validation_split, t.seed, subset)
+    datamodule = Cifar10DataModule(args.data_dir, t.batch_size, t.validation_split, t.seed, settings.subset,
+                                   data_order=t.data_order)
     datamodule.prepare_data()  # bad data fails here, before a run folder exists
-    if args.resume is None and not started_by_launcher():
-        run_dir = new_run_dir(args.out, FRAMEWORK, config.variant, config.architecture.name)
-        write_config(run_dir, config.to_dict())
-        write_launch(run_dir, subset, asdict(flags))
+    if resume_from is not None:
+        run_dir = resume_from
+    elif not started_by_launcher():
+        run_dir = start_run_folder(args.out, FRAMEWORK, settings, asdict(flags))
         os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the processes DDP starts
-    elif args.resume is None:
+    else:
         # Only global rank 0 writes; other nodes, which do not inherit the variable, get a scratch folder.
         run_dir = Path(os.environ.get(RUN_DIR_ENV) or tempfile.mkdtemp(prefix="lightning-impl-rank-"))
-    try:
-        metrics = train(config, datamodule, run_dir, flags, resume=checkpoint)
-    except WriteFailed as failure:  # the last good checkpoint, named, and how to carry on from it
-        raise with_carry_on_hint(failure, COMMAND, run_dir, run_dir / LAST, epochs_done) from None
-    if metrics:
-        print(summary_line(metrics["test_accuracy"], run_dir))
-    return 0
+    return train_and_report(lambda: train(config, datamodule, run_dir, flags, resume=checkpoint), FRAMEWORK,
+                            run_dir, LAST, epochs_done)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 Epoch metrics follow Keras: `loss` and `accuracy` are sample-weighted means over the epoch's
 training batches (dropout active, weights changing); `val_*` come from a pass in inference mode
-after the epoch. Accuracy is micro (the share of right predictions), as Keras's "accuracy" is.
+after the epoch. Accuracy is micro (the share of right predictions), as Keras's "accuracy" is. Each
+stage has one `MetricCollection` of the two, logged whole; Lightning computes them once per epoch
+(and syncs them under DDP). One test pass gives the test loss, accuracy, confusion matrix and every
+test image's probabilities.
 """
 from __future__ import annotations
 
@@ -11,14 +14,14 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-import torchmetrics
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from cifar_common.spec.config import DatasetConfig, tutorial_architecture
 from cifar_common.spec.layers import Architecture
 from cifar_common.spec.yaml_form import parse_architecture
 from lightning_impl.network import CifarCNN
-from lightning_impl.optim import KerasRMSprop
+from lightning_impl.keras_optimizers import KerasRMSprop
 
 
 def described_architecture(hparams: dict[str, Any]) -> Architecture:
@@ -43,51 +46,50 @@ class CifarClassifier(L.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
-        # Keras's epoch "loss" is a mean over samples; weight each batch's mean by its size.
-        self.train_loss, self.val_loss, self.test_loss = (torchmetrics.MeanMetric() for _ in range(3))
-        self.train_accuracy, self.val_accuracy, self.test_accuracy = (
-            MulticlassAccuracy(num_classes, average="micro") for _ in range(3))
+        # Keras's epoch "loss" is a mean over samples: each batch's mean is weighted by its size.
+        # The two take different inputs, so each is updated on its own (no compute groups to find).
+        self.train_metrics = MetricCollection({"loss": MeanMetric(),
+                                               "accuracy": MulticlassAccuracy(num_classes, average="micro")},
+                                              compute_groups=False)
+        self.val_metrics = self.train_metrics.clone(prefix="val_")
+        self.test_metrics = self.train_metrics.clone(prefix="test_")
+        # Never logged, so Lightning leaves it (and the probabilities) for `fit` to read after the test pass.
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.test_probabilities: list[torch.Tensor] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.network(images)
 
-    def _shared_step(self, batch, loss_metric, accuracy_metric) -> tuple[torch.Tensor, torch.Tensor]:
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor],
+                     metrics: MetricCollection) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's loss and logits; updates the stage's epoch metrics."""
         images, labels = batch
         logits = self(images)
         # Equals Keras's categorical_crossentropy on the softmax output (TF computes it from the logits).
         loss = F.cross_entropy(logits, labels)
-        loss_metric.update(loss.detach(), weight=len(labels))
-        accuracy_metric.update(logits.detach(), labels)
+        metrics["loss"].update(loss.detach(), weight=len(labels))  # by base name, whatever the prefix
+        metrics["accuracy"].update(logits.detach(), labels)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=metrics is not self.test_metrics)
         return loss, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._shared_step(batch, self.train_loss, self.train_accuracy)
-        # Logging Metric objects: Lightning computes them once per epoch (and syncs them under DDP).
-        self.log("loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("accuracy", self.train_accuracy, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
+        return self._shared_step(batch, self.train_metrics)[0]
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, self.val_loss, self.val_accuracy)
-        self.log("val_loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("val_accuracy", self.val_accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        self._shared_step(batch, self.val_metrics)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_probabilities = []
 
     def test_step(self, batch, batch_idx: int) -> None:
-        _, logits = self._shared_step(batch, self.test_loss, self.test_accuracy)
+        _, logits = self._shared_step(batch, self.test_metrics)
         self.test_confusion.update(logits.detach(), batch[1])
-        self.log("test_loss", self.test_loss, on_step=False, on_epoch=True)
-        self.log("test_accuracy", self.test_accuracy, on_step=False, on_epoch=True)
+        self.test_probabilities.append(torch.softmax(logits.detach().float(), dim=1).cpu())
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         return torch.softmax(self(batch[0]), dim=1)
-
-    def on_train_epoch_start(self) -> None:
-        batches = self.trainer.train_dataloader
-        if hasattr(batches, "set_epoch"):  # a new, seeded order every epoch
-            batches.set_epoch(self.current_epoch)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         h = self.hparams

@@ -12,6 +12,7 @@ works on logits as TensorFlow's does.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -21,8 +22,9 @@ from torch import nn
 
 from cifar_common.errors import UserError
 from cifar_common.spec.config import DatasetConfig
-from cifar_common.spec.layers import (Activation, Architecture, AveragePooling2D, BatchNormalization, Conv2D, Dense,
-                                      Dropout, Flatten, GlobalAveragePooling2D, Layer, MaxPooling2D)
+from cifar_common.spec.layers import (INPUT, Activation, Add, Architecture, AveragePooling2D, BatchNormalization,
+                                      Concatenate, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten,
+                                      GlobalAveragePooling2D, Layer, MaxPooling2D, ReLU, Softmax, ZeroPadding2D)
 from cifar_common.spec.shapes import same_padding, validate
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
@@ -30,15 +32,25 @@ ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Si
                "linear": nn.Identity}
 
 
-class KerasConv2d(nn.Conv2d):
-    """Conv2D: TensorFlow's padding, then the convolution, then the layer's activation."""
+def conv_paddings(spec: Conv2D | DepthwiseConv2D, in_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """(before, after) per spatial axis: TensorFlow's 'same' (the odd pixel bottom/right), or none."""
+    return [same_padding(in_size[i], spec.kernel_size[i], spec.strides[i]) if spec.padding == "same"
+            else (0, 0) for i in (0, 1)]
 
-    def __init__(self, spec: Conv2D, in_channels: int, in_size: tuple[int, int], activation: nn.Module):
-        pads = [same_padding(in_size[i], spec.kernel_size[i], spec.strides[i]) if spec.padding == "same"
-                else (0, 0) for i in (0, 1)]
+
+class KerasConv2d(nn.Conv2d):
+    """Conv2D (and DepthwiseConv2D: one group per input channel, `depth_multiplier` outputs each):
+    TensorFlow's padding, then the convolution, then the layer's activation."""
+
+    def __init__(self, spec: Conv2D | DepthwiseConv2D, in_channels: int, in_size: tuple[int, int],
+                 activation: nn.Module):
+        pads = conv_paddings(spec, in_size)
         symmetric = all(before == after for before, after in pads)
-        super().__init__(in_channels, spec.filters, spec.kernel_size, spec.strides, bias=spec.use_bias,
-                         padding=tuple(before for before, _ in pads) if symmetric else 0)
+        depthwise = isinstance(spec, DepthwiseConv2D)
+        out_channels = in_channels * spec.depth_multiplier if depthwise else spec.filters
+        super().__init__(in_channels, out_channels, spec.kernel_size, spec.strides, bias=spec.use_bias,
+                         padding=tuple(before for before, _ in pads) if symmetric else 0,
+                         groups=in_channels if depthwise else 1)
         # F.pad's order: left, right, top, bottom. Only where PyTorch's symmetric padding cannot say it.
         self.asymmetric_pad = None if symmetric else (*pads[1], *pads[0])
         self.activation = activation
@@ -103,43 +115,85 @@ class GlobalAveragePool(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-class CifarCNN(nn.Sequential):
-    """The described network; `architecture` is kept, so conversion and tables follow it."""
+class KerasAdd(nn.Module):
+    """Keras's Add: the inputs summed in order."""
 
-    def __init__(self, architecture: Architecture, dataset: DatasetConfig = DatasetConfig()):
-        input_shape = (dataset.image_size, dataset.image_size, dataset.channels)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        total = inputs[0]
+        for x in inputs[1:]:
+            total = total + x
+        return total
+
+
+class KerasConcatenate(nn.Module):
+    """Keras's Concatenate on the channels (NHWC's last axis) is dim 1 in NCHW."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(inputs, dim=1)
+
+
+class CifarCNN(nn.Module):
+    """The described network: one child module per Keras layer, named as the layer, in the description's
+    order; `forward` feeds each layer the outputs of the layers the description says (for a chain, the
+    one before). `architecture` is kept, so conversion and tables follow it. Its input is the dataset's
+    square images, or `input_shape` (height, width, channels) when given."""
+
+    def __init__(self, architecture: Architecture, dataset: DatasetConfig = DatasetConfig(),
+                 input_shape: tuple[int, int, int] | None = None):
+        super().__init__()
+        input_shape = input_shape or (dataset.image_size, dataset.image_size, dataset.channels)
         shapes = validate(architecture, input_shape, dataset.num_classes, f"architecture {architecture.name}")
-        modules: OrderedDict[str, nn.Module] = OrderedDict()
         # PyTorch flattens NCHW in (C, H, W) order, Keras NHWC in (H, W, C): the outputs of flatten and of
         # the element-wise layers after it are permuted for comparison (`flat_outputs`), and the Dense
         # they feed has its kernel's input axis permuted on transfer (`flat_inputs`). Both map to (C, H, W).
-        flat_outputs: dict[str, tuple[int, int, int]] = {}
-        flat_inputs: dict[str, tuple[int, int, int]] = {}
-        feature_map = None
-        previous = input_shape
+        self.architecture = architecture
+        self.flat_outputs: dict[str, tuple[int, int, int]] = {}
+        self.flat_inputs: dict[str, tuple[int, int, int]] = {}
+        shape_of: dict[str, tuple[int, ...]] = {INPUT: input_shape}
+        feature_map_of: dict[str, tuple[int, int, int] | None] = {INPUT: None}
+        # After its last use, a layer's output is let go (inputs_of index -> names no longer needed).
+        self.released: dict[int, list[str]] = {}
+        last_use = {}
         last = architecture.layers[-1]
-        for spec, shape in zip(architecture.layers, shapes):
-            if hasattr(nn.Sequential, spec.name):
+        for index, (spec, shape) in enumerate(zip(architecture.layers, shapes)):
+            if hasattr(self, spec.name):
                 raise UserError(f"layer name {spec.name!r} clashes with a PyTorch attribute; rename the layer")
+            source = architecture.inputs_of(index)[0]
+            previous, feature_map = shape_of[source], feature_map_of[source]
             # The last layer's softmax stays out of the network: it returns logits.
             activation = ACTIVATIONS["linear" if spec is last else getattr(spec, "activation", "linear")]()
-            modules[spec.name] = build_module(spec, previous, activation)
+            self.add_module(spec.name, build_module(spec, previous, activation, is_last=spec is last))
             if isinstance(spec, Flatten):
                 feature_map = (previous[2], previous[0], previous[1])
             if isinstance(spec, Dense) and feature_map is not None:
-                flat_inputs[spec.name], feature_map = feature_map, None
+                self.flat_inputs[spec.name], feature_map = feature_map, None
             elif feature_map is not None:
-                flat_outputs[spec.name] = feature_map
-            previous = shape
-        super().__init__(modules)
-        self.architecture = architecture
-        self.flat_outputs, self.flat_inputs = flat_outputs, flat_inputs
+                self.flat_outputs[spec.name] = feature_map
+            shape_of[spec.name], feature_map_of[spec.name] = shape, feature_map
+            last_use.update({name: index for name in architecture.inputs_of(index)})
+        for name, index in last_use.items():
+            self.released.setdefault(index, []).append(name)
         init_like_keras(self)
 
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.walk(images, keep=False)[self.architecture.layers[-1].name]
 
-def build_module(spec: Layer, input_shape: tuple[int, ...], activation: nn.Module) -> nn.Module:
-    """The PyTorch module of one described layer, given its input shape in Keras's layout."""
-    if isinstance(spec, Conv2D):
+    def walk(self, images: torch.Tensor, keep: bool = True) -> dict[str, torch.Tensor]:
+        """Every layer's output by name (with `keep`, else only the last), following the graph."""
+        outputs = {INPUT: images}
+        for index, (name, module) in enumerate(self.named_children()):
+            outputs[name] = module(*(outputs[source] for source in self.architecture.inputs_of(index)))
+            if not keep:
+                for source in self.released.get(index, ()):
+                    del outputs[source]
+        outputs.pop(INPUT, None)
+        return outputs
+
+
+def build_module(spec: Layer, input_shape: tuple[int, ...], activation: nn.Module,
+                 is_last: bool = False) -> nn.Module:
+    """The PyTorch module of one described layer, given its (first) input's shape in Keras's layout."""
+    if isinstance(spec, (Conv2D, DepthwiseConv2D)):
         return KerasConv2d(spec, input_shape[2], input_shape[:2], activation)
     if isinstance(spec, Dense):
         return KerasDense(input_shape[0], spec.units, spec.use_bias, activation)
@@ -157,6 +211,17 @@ def build_module(spec: Layer, input_shape: tuple[int, ...], activation: nn.Modul
         return nn.Dropout(spec.rate)  # element-wise, like Keras (not Dropout2d)
     if isinstance(spec, Flatten):
         return nn.Flatten()
+    if isinstance(spec, ZeroPadding2D):
+        (top, bottom), (left, right) = spec.padding
+        return nn.ZeroPad2d((left, right, top, bottom))
+    if isinstance(spec, ReLU):
+        return nn.ReLU()
+    if isinstance(spec, Softmax):
+        return nn.Identity() if is_last else ACTIVATIONS["softmax"]()
+    if isinstance(spec, Add):
+        return KerasAdd()
+    if isinstance(spec, Concatenate):
+        return KerasConcatenate()
     raise TypeError(f"no PyTorch module for {type(spec).__name__}")
 
 
@@ -164,7 +229,14 @@ def init_like_keras(network: nn.Module) -> None:
     """Glorot-uniform kernels and zero biases (PyTorch's default is kaiming-uniform with random biases);
     BatchNorm: gamma 1, beta 0, moving mean 0, moving variance 1 (the same on both sides)."""
     for module in network.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
+        if isinstance(module, nn.Conv2d) and module.groups > 1:  # depthwise: Keras's fans of (kh, kw, in, m)
+            receptive = module.weight[0, 0].numel()
+            fan_in, fan_out = module.in_channels * receptive, module.out_channels // module.groups * receptive
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            nn.init.uniform_(module.weight, -limit, limit)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -172,12 +244,7 @@ def init_like_keras(network: nn.Module) -> None:
 
 def layer_outputs(network: CifarCNN, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
     """Each Keras layer's output (the last one as logits), for per-layer comparisons."""
-    outputs: OrderedDict[str, torch.Tensor] = OrderedDict()
-    x = images
-    for name, module in network.named_children():
-        x = module(x)
-        outputs[name] = x
-    return outputs
+    return OrderedDict(network.walk(images))
 
 
 def layer_table(network: CifarCNN, dataset: DatasetConfig = DatasetConfig()) -> list[dict]:

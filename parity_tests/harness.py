@@ -9,7 +9,6 @@ example variants in configs/, each read from its YAML description.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Mapping
 
 import keras
@@ -23,6 +22,7 @@ from cifar_common.spec.config import load_config
 from cifar_common.spec.layers import Architecture, Dropout
 from keras_reference.inspect_model import layer_outputs
 from keras_reference.model import build_model, weight_arrays
+from keras_reference.stepping import keras_dtype  # noqa: F401  (the tests' import point)
 from lightning_impl import network as port
 from lightning_impl.convert import load_keras_arrays
 
@@ -53,31 +53,24 @@ def assert_close(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], atol: float
         pytest.fail("\n" + format_table(rows, title), pytrace=False)
 
 
-@contextlib.contextmanager
-def keras_dtype(dtype: str):
-    """Build Keras models in `dtype`. Keras layers take their dtype from the global dtype policy, which
-    is fixed from floatx the first time any layer is built: floatx alone does not switch a process that
-    has built a float32 model before (the source of float64 checks that once ran in float32)."""
-    keras.config.set_floatx(dtype)
-    keras.config.set_dtype_policy(dtype)
-    try:
-        yield
-    finally:
-        keras.config.set_floatx("float32")
-        keras.config.set_dtype_policy("float32")
-
-
 def keras_and_port(config_name: str, seed: int = 42, dropout: bool = True,
                    dtype: str = "float32") -> tuple[keras.Model, port.CifarCNN]:
-    """A freshly initialised Keras model of a config's architecture and a port network holding its weights
-    (both in `dtype`; build inside `keras_dtype(dtype)` for float64).
-
-    BatchNormalization's variables are drawn at random, as after training: at their initial values
-    (gamma 1, beta 0, moving mean 0, moving variance 1) a wrong mapping of them would go unseen.
-    """
+    """A freshly initialised Keras model of a config's architecture (BatchNorm's variables drawn at random)
+    and a port network holding its weights (both in `dtype`; build inside `keras_dtype(dtype)` for float64)."""
     keras.utils.set_random_seed(seed)
     described = architecture(config_name, dropout)
     model = build_model(described)
+    randomise_batchnorm(model, seed)
+    if model.get_layer(index=0).dtype != dtype:
+        raise RuntimeError(f"the Keras model was built in {model.get_layer(index=0).dtype}, not {dtype}: use keras_dtype")
+    network = port.CifarCNN(described).to(getattr(torch, dtype))
+    load_keras_arrays(network, weight_arrays(model))
+    return model, network
+
+
+def randomise_batchnorm(model: keras.Model, seed: int) -> None:
+    """BatchNormalization's variables drawn at random, as after training: at their initial values
+    (gamma 1, beta 0, moving mean 0, moving variance 1) a wrong mapping of them would go unseen."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -86,11 +79,6 @@ def keras_and_port(config_name: str, seed: int = 42, dropout: bool = True,
             layer.beta.assign(rng.normal(0.0, 0.2, shape).astype(np.float32))
             layer.moving_mean.assign(rng.normal(0.0, 0.2, shape).astype(np.float32))
             layer.moving_variance.assign(rng.uniform(0.2, 2.0, shape).astype(np.float32))
-    if model.get_layer(index=0).dtype != dtype:
-        raise RuntimeError(f"the Keras model was built in {model.get_layer(index=0).dtype}, not {dtype}: use keras_dtype")
-    network = port.CifarCNN(described).to(getattr(torch, dtype))
-    load_keras_arrays(network, weight_arrays(model))
-    return model, network
 
 
 def nchw(images_nhwc: np.ndarray) -> torch.Tensor:
@@ -109,3 +97,27 @@ def keras_layer_outputs(model: keras.Model, images_nhwc: np.ndarray) -> dict[str
 
 def probabilities(outputs: dict[str, np.ndarray]) -> np.ndarray:
     return outputs[list(outputs)[-1]]
+
+
+def fit_visit_order(keras_module, fit_kwargs: dict) -> list[int]:
+    """The images a Keras `fit` (Keras 3 as `keras`, or Keras 2 as `tf_keras`) trains on, in order, when
+    each "image" is its own index, of shape (1,): `fit_kwargs` feed them to a one-weight model that
+    records every training batch it steps on."""
+    import tensorflow as tf
+
+    seen: list[int] = []
+
+    def record(batch):
+        seen.extend(batch.numpy().ravel().astype(int).tolist())
+        return 0
+
+    class Recording(keras_module.Model):
+        def train_step(self, data):
+            tf.py_function(record, [data[0]], tf.int32)
+            return super().train_step(data)
+
+    inputs = keras_module.Input((1,))
+    model = Recording(inputs, keras_module.layers.Dense(1)(inputs))
+    model.compile("rmsprop", "mse")
+    model.fit(verbose=0, **fit_kwargs)
+    return seen

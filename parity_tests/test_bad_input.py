@@ -34,6 +34,7 @@ def error_lines(stderr: str) -> list[str]:
     ("--learning-rate", "inf", "must be a positive finite number, got inf"),
     ("--seed", "-3", "must be zero or positive, got -3"),
     ("--epochs", "three", "invalid positive_int value: 'three'"),
+    ("--data-order", "random", "invalid choice: 'random' (choose from 'reshuffle', 'fixed')"),
 ])
 def test_bad_flag_values_exit_2_naming_the_flag(no_training, capsys, flag, value, reason):
     """An out-of-range or malformed flag: argparse exits 2 with one error line naming the flag, no traceback."""
@@ -72,6 +73,8 @@ BAD_INPUT = {
                                       "'training.validation_split' must be in (0, 1)"),
     "nan-learning-rate": config_case("training:\n  learning_rate: .nan\n",
                                      "'training.learning_rate' must be positive and finite"),
+    "bad-data-order": config_case("training:\n  data_order: shuffled\n",
+                                  "'training.data_order' must be reshuffle or fixed", "'shuffled'"),
     "not-a-mapping": config_case("- just\n- a list\n", "'dataset' and 'training'"),
     "more-devices-than-cores": lambda tmp: (["--devices", "999"], ["--devices 999", "CPU cores"]),
     "no-such-accelerator-devices": lambda tmp: (["--accelerator", "gpu", "--devices", "999"],
@@ -96,9 +99,10 @@ def test_bad_input_returns_2_with_one_line_naming_the_setting(no_training, tmp_p
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--epochs", "0"], "python -m keras_reference.fit: error: argument --epochs: must be a positive integer, got 0"),
+    (["--data-order", "random"], "python -m keras_reference.fit: error: argument --data-order: invalid choice: "
+                                 "'random' (choose from 'reshuffle', 'fixed')"),
     (["--config", "{tmp}/absent.yaml"], "error: config file {tmp}/absent.yaml does not exist"),
-], ids=["argparse-epochs-0", "missing-config"])
+], ids=["argparse-data-order", "missing-config"])
 def test_keras_cli_refuses_bad_input_the_same_way(run_cli, tmp_path, argv, expected):
     """python -m keras_reference.fit exits 2 with the same one error line, no traceback, no run folder."""
     out = tmp_path / "runs"

@@ -1,5 +1,6 @@
 """Faults injected for real: a disk that fills while a checkpoint is written, damaged checkpoints on
---resume, an unwritable --out, a Keras run killed with SIGKILL; and run files made with the umask.
+--resume, an unwritable --out, a run killed with SIGKILL between an epoch's checkpoint and its history
+row; and run files made with the umask.
 
 Each fault must end with exit status 2 and one line naming the file and the fix, no traceback, and
 the last good epoch still resumable to the full history. The port runs in-process (as
@@ -9,16 +10,19 @@ held against the shared uninterrupted run of them; the Keras runs are subprocess
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from cifar_common.rundir.atomic import write_text
-from cifar_common.rundir.folder import read_history, read_run, write_history
+from cifar_common.rundir.folder import read_history, write_history
 from lightning_impl import fit as lightning_fit
 from parity_tests.cli_runs import SMALL_RUN_ARGS as ARGS
 from parity_tests.cli_runs import only_run_dir
@@ -219,20 +223,51 @@ def test_run_files_get_the_umask_permissions(tmp_path):
     assert modes == {"history.csv": 0o640, "model.ckpt": 0o640, "config.yaml": 0o664}
 
 
-def test_keras_run_killed_after_an_epoch_resumes_to_the_full_history(cifar_dir, tmp_path, capsys):
-    """SIGKILL as soon as epoch 1's checkpoint is in place; --resume (in-process, TensorFlow is loaded once)."""
+@pytest.mark.parametrize("framework", ["lightning", "keras"])
+def test_kill_between_an_epochs_checkpoint_and_its_history_row_resumes(framework, small_port_run, run_cli,
+                                                                       tmp_path):
+    """SIGKILL once epoch 1's checkpoint is in place and before history.csv gets its row (a helper program
+    stops the run there): no file claims an epoch no checkpoint holds, and --resume ends with every epoch,
+    the port's bit for bit as the uninterrupted run's."""
+    from parity_tests.pause_before_history import PAUSED
+    module = {"lightning": "lightning_impl.fit", "keras": "keras_reference.fit"}[framework]
+    out, log = tmp_path / "runs", tmp_path / "output.log"
+    process = run_cli("-m", "parity_tests.pause_before_history", module, *ARGS, "--out", str(out), log=log)
+    deadline = time.monotonic() + 300
+    while PAUSED not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the run never reached its first history write:\n{log.read_text()[-2000:]}")
+        time.sleep(0.05)
+    run_dir = only_run_dir(out)
+    suffix = ".ckpt" if framework == "lightning" else ".keras"
+    assert (run_dir / "checkpoints" / f"last{suffix}").is_file(), "the checkpoint must be written before the history"
+    assert not (run_dir / "history.csv").exists()
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+
+    resumed = run_cli("-m", module, "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert list(read_history(run_dir)["epoch"]) == [1, 2, 3]
+    assert json.loads((run_dir / "metrics.json").read_text())["resumed_after_epoch"] == 1
+    if framework == "lightning":
+        assert (run_dir / "history.csv").read_text() == (small_port_run / "history.csv").read_text()
+        assert_same_weights(final_weights(small_port_run), final_weights(run_dir))
+
+
+def test_keras_folder_whose_history_is_ahead_of_its_checkpoints_says_what_is_on_disk(tmp_path, capsys):
+    """A Keras run of earlier code killed after its first history row and before its first checkpoint
+    (launch.json without "framework"): --resume exits 2 naming the epoch history.csv lists and no checkpoint holds."""
     from keras_reference import fit as keras_fit
-    from parity_tests.measure_resume import kill_after_first_epoch
-    run_dir = kill_after_first_epoch(["--dropout", "--subset", "128", "--epochs", "2"], tmp_path / "runs",
-                                     timeout=300)
-    first_epoch = (run_dir / "history.csv").read_text()
-    assert len(first_epoch.splitlines()) == 1 + 1 and not (run_dir / "metrics.json").exists()
-    assert keras_fit.main(["--resume", str(run_dir)]) == 0, capsys.readouterr().err[-2000:]
-    history = read_history(run_dir)
-    assert list(history["epoch"]) == [1, 2]
-    assert (run_dir / "history.csv").read_text().startswith(first_epoch)  # epoch 1 as it was written
-    metrics = read_run(run_dir).metrics
-    assert metrics["resumed_after_epoch"] == 1 and metrics["epochs"] == 2
+    run_dir = tmp_path / "keras-dropout-20261202-120000"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("training: {dropout: true, epochs: 2}\n")
+    (run_dir / "launch.json").write_text(json.dumps({"subset": 128, "trainer": None}))
+    write_history(run_dir, [{"epoch": 1, "loss": 2.2, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}])
+    assert keras_fit.main(["--resume", str(run_dir)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --resume {run_dir}: no checkpoints/last.keras; history.csv lists epoch 1, but no checkpoint "
+        f"holds it (the run stopped while saving it); start a new run")
 
 
 def test_keras_resume_uses_the_previous_checkpoint_or_says_start_again(tmp_path, capsys):

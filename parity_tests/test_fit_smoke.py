@@ -23,6 +23,7 @@ import yaml
 from cifar_common.analysis.stats import confusion_from_predictions
 from cifar_common.data import TEST_FILE, read_batch
 from cifar_common.rundir.folder import HISTORY_COLUMNS, LAUNCH_FILE, PLOT_FILES, RUN_FILES, read_run
+from cifar_common.spec.config import DEFAULT_DATA_ORDER
 
 SUBSET = 600
 FRAMEWORKS = ("keras", "lightning")
@@ -197,6 +198,14 @@ def test_config_yaml_records_the_settings_used(finished):
     assert [layer["rate"] for layer in config["architecture"]["layers"] if layer["layer"] == "Dropout"] == [0.25] * 3 + [0.5]
     assert config["training"]["batch_size"] == 256 and config["training"]["seed"] == 42
     assert config["training"]["validation_split"] == 0.3
+    assert config["training"]["data_order"] == DEFAULT_DATA_ORDER[finished.framework]
+
+
+def test_every_run_records_its_framework_and_data_order(finished):
+    """launch.json names the framework (what --resume checks); metrics.json the order the run trained in."""
+    assert json.loads((finished.run_dir / LAUNCH_FILE).read_text())["framework"] == finished.framework
+    assert finished.metrics["data_order"] == DEFAULT_DATA_ORDER[finished.framework]
+    assert read_run(finished.run_dir).data_order == finished.metrics["data_order"]
 
 
 def test_read_run_reads_the_run_folder(finished):

@@ -19,7 +19,8 @@ from cifar_common.paths import REPO_ROOT
 
 BUILD_INPUTS = ("pyproject.toml", "README.md", "configs", "cifar_common", "keras_reference", "lightning_impl")
 PACKAGES = ("cifar_common", "keras_reference", "lightning_impl")
-COMMANDS = ("lightning_fit", "keras_fit", "compare_runs", "check_parity", "parity_bench", "parity_report")
+COMMANDS = ("lightning_fit", "keras_fit", "compare_runs", "check_parity", "parity_bench", "parity_report",
+            "keras2lightning")
 # Imported first by every Python process started with it on PYTHONPATH: at exit it appends the file each
 # of the project's modules in that process was loaded from.
 RECORDER = f"""import atexit, json, os, sys

@@ -1,48 +1,16 @@
 """Training in lockstep: same weights, same batches in the same order, same steps; with BatchNorm,
 the same moving statistics after the steps."""
-import keras
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
-from cifar_common.data import to_unit_float
-from cifar_common.spec.config import TrainingConfig
-from keras_reference.model import compile_model, weight_arrays
+from keras_reference.model import weight_arrays
 from lightning_impl.convert import to_keras_arrays
-from lightning_impl.optim import KerasRMSprop
-from parity_tests.harness import assert_close, keras_and_port, keras_dtype, nchw
+from parity_tests.harness import assert_close
+from parity_tests.lockstep_harness import (MOVING_STATISTICS, VARIANT_ATOL, VARIANT_BATCH, VARIANT_DTYPE,
+                                           VARIANT_STEPS, lockstep)
 
 ONE_STEP_ATOL = 1e-4  # the issue's bound on every parameter after one step
 LOSS_ATOL = 5e-3  # the issue's bound on each step's loss over 10 steps
-BATCH = 256
-VARIANT_BATCH = 32
-VARIANT_STEPS = 2
-# The variants step in float64. In float32, BatchNorm's backward (sums over 65,536 values per channel,
-# then differences of them) leaves gradients of the two frameworks up to 3.7e-3 apart on 64 real
-# images (measured 2026-11-30), and RMSprop's first steps, which divide by the gradient's own size,
-# carry that into the weights. In float64 the same steps agree to rounding, so a wrong formula shows.
-VARIANT_DTYPE = "float64"
-VARIANT_ATOL = 1e-9
-MOVING_STATISTICS = ("moving_mean", "moving_variance")
-
-
-def lockstep(cifar, steps: int, config_name: str = "baseline", batch: int = BATCH, dtype: str = "float32"):
-    """Train both sides on the first `steps` training batches; yield (step, keras loss, port loss, model, network)."""
-    with keras_dtype(dtype):
-        model, network = keras_and_port(config_name, dropout=False, dtype=dtype)
-        compile_model(model, TrainingConfig())
-        optimizer = KerasRMSprop(network.parameters(), lr=0.001, rho=0.9, epsilon=1e-7)
-        network.train()
-        for step in range(steps):
-            images = to_unit_float(cifar.x_train[step * batch:(step + 1) * batch]).astype(dtype)
-            labels = cifar.y_train[step * batch:(step + 1) * batch]
-            keras_loss = float(model.train_on_batch(images, keras.utils.to_categorical(labels, 10))[0])
-            optimizer.zero_grad()
-            loss = F.cross_entropy(network(nchw(images)), torch.from_numpy(labels))
-            loss.backward()
-            optimizer.step()
-            yield step, keras_loss, loss.item(), model, network
 
 
 def test_one_training_step_matches_keras(cifar):

@@ -57,8 +57,8 @@ def test_accuracy_is_micro_not_macro():
     module = CifarClassifier()
     labels = torch.tensor([0] * 8 + [1] * 2)
     logits = torch.nn.functional.one_hot(torch.tensor([0] * 8 + [0, 1]), 10).float()
-    module.train_accuracy.update(logits, labels)
+    module.train_metrics["accuracy"].update(logits, labels)
     keras_accuracy = keras.metrics.CategoricalAccuracy()
     keras_accuracy.update_state(keras.utils.to_categorical(labels.numpy(), 10), logits.numpy())
     micro = np.float32(9 / 10)  # macro would be (8/8 + 1/2) / 2 = 0.75
-    assert np.float32(module.train_accuracy.compute()) == np.float32(keras_accuracy.result()) == micro
+    assert np.float32(module.train_metrics["accuracy"].compute()) == np.float32(keras_accuracy.result()) == micro

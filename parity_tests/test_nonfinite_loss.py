@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cifar_common.errors import UserError
-from lightning_impl.callbacks import HistoryWriter, StopOnNonFiniteLoss
+from lightning_impl.callbacks import HistoryFile, HistoryWriter, StopOnNonFiniteLoss
 from lightning_impl.datamodule import Cifar10DataModule
 from lightning_impl.fit import TrainerFlags, build_trainer, main
 from lightning_impl.module import CifarClassifier
@@ -28,7 +28,7 @@ def test_nan_in_epoch_2_stops_before_saving_it(cifar, tmp_path):
     datamodule = Cifar10DataModule(batch_size=64, data=cifar.subset(256))
     history = HistoryWriter(tmp_path)
     trainer = build_trainer(tmp_path, epochs=3, flags=TrainerFlags(),
-                            callbacks=[StopOnNonFiniteLoss(), history, PoisonSecondEpoch()])
+                            callbacks=[StopOnNonFiniteLoss(), history, HistoryFile(history), PoisonSecondEpoch()])
     with pytest.raises(UserError, match="loss became nan in epoch 2; training stopped and "
                                         "checkpoints/last.ckpt keeps epoch 1, the last good one"):
         trainer.fit(CifarClassifier(dropout=True), datamodule=datamodule)

@@ -1,50 +1,62 @@
 """What Keras, TensorFlow and torch themselves do, pinned where the port relies on it or departs from it:
-a failure here reads "upstream changed", not "the port broke".
+a failure here reads "upstream changed", not "the port broke". Also pinned: a `.keras` file's round trip
+and torch's BatchNorm defaults.
 
-The per-epoch shuffle (docs/parity.md, "Known limits"): with `keras.utils.set_random_seed` (the tutorial
-seeds everything), Keras 3.15 on TensorFlow 2.21 re-creates the seeded shuffle at every epoch, so
-`fit(shuffle=True)` visits the training images in the same order in every epoch. The port draws a new
-seeded order each epoch. Also pinned: a `.keras` file's round trip, and torch's BatchNorm defaults.
+The reference's per-epoch shuffle, on Keras 3 and on Keras 2 (docs/parity.md, "Data order"):
+
+Seeded Keras 3.15 on TensorFlow 2.21 re-creates the seeded shuffle at every epoch, so `fit(shuffle=True)`
+visits the training images in the same order in every epoch. Keras 2 (`tf_keras` 2.21, the API the
+tutorial was written for), seeded with the tutorial's `tf.random.set_seed(42)`, draws a new order every
+epoch, starting from the same first permutation. Hence `--data-order`: Keras `fixed` by default (as the
+recorded runs were made), `reshuffle` as the tutorial's own run trained.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from parity_tests.harness import keras_and_port
+from parity_tests.harness import fit_visit_order, keras_and_port
+
+N_IMAGES, VALIDATION_SPLIT, BATCH = 40, 0.25, 10
+N_TRAIN = int(N_IMAGES * (1 - VALIDATION_SPLIT))
 
 
-def keras_batch_orders(epochs: int, seed: int = 42) -> list[list[int]]:
-    import keras
+def keras_batch_orders(keras, epochs: int, seed: int = 42) -> list[list[int]]:
+    """The order `keras` (Keras 3 or tf_keras) fits shuffled, indexed images in, per epoch, seeded as the
+    reference (`keras.utils.set_random_seed`) or the tutorial (`tf.random.set_seed`) seeds it."""
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
-    images = np.arange(40, dtype="float32").reshape(40, 1)  # each "image" is its own index
-    seen: list[int] = []
-
-    def record(batch):
-        seen.extend(batch.numpy().ravel().astype(int).tolist())
-        return 0
-
-    class Recording(keras.Model):
-        def train_step(self, data):
-            tf.py_function(record, [data[0]], tf.int32)
-            return super().train_step(data)
-
-    inputs = keras.Input((1,))
-    model = Recording(inputs, keras.layers.Dense(1)(inputs))
-    model.compile("rmsprop", "mse")
-    model.fit(images, np.zeros((40, 1), "float32"), batch_size=10, epochs=epochs, validation_split=0.25,
-              shuffle=True, verbose=0)
-    return [seen[e * 30:(e + 1) * 30] for e in range(epochs)]
+    if keras.__version__.startswith("2."):
+        tf.random.set_seed(seed)  # as the tutorial seeds
+    else:
+        keras.utils.set_random_seed(seed)  # as keras_reference.fit seeds
+    images = np.arange(N_IMAGES, dtype="float32").reshape(N_IMAGES, 1)  # each "image" is its own index
+    seen = fit_visit_order(keras, {"x": images, "y": np.zeros((N_IMAGES, 1), "float32"), "batch_size": BATCH,
+                                   "epochs": epochs, "validation_split": VALIDATION_SPLIT, "shuffle": True})
+    return [seen[e * N_TRAIN:(e + 1) * N_TRAIN] for e in range(epochs)]
 
 
-def test_seeded_keras_fit_visits_the_training_images_in_the_same_order_every_epoch():
-    """Keras 3 on TensorFlow, seeded as the tutorial is, repeats its first-epoch order every epoch."""
-    orders = keras_batch_orders(epochs=3)
-    assert sorted(orders[0]) == list(range(30))  # the first 75%, each once: validation_split takes the end
-    assert orders[0] != list(range(30))  # shuffled
-    assert orders[1] == orders[0] and orders[2] == orders[0]
+@pytest.fixture(scope="module")
+def keras3_orders() -> list[list[int]]:
+    import keras
+    return keras_batch_orders(keras, epochs=3)
+
+
+def test_seeded_keras_3_fit_visits_the_training_images_in_the_same_order_every_epoch(keras3_orders):
+    """Keras 3: one shuffled order of the first 75% (validation_split takes the end), repeated each epoch."""
+    assert sorted(keras3_orders[0]) == list(range(N_TRAIN))
+    assert keras3_orders[0] != list(range(N_TRAIN))  # shuffled
+    assert keras3_orders[1] == keras3_orders[0] and keras3_orders[2] == keras3_orders[0]
+
+
+def test_seeded_keras_2_fit_draws_a_new_order_every_epoch_from_the_same_first_one(keras3_orders):
+    """Keras 2 (tf_keras): epoch 1's order is Keras 3's; every later epoch has a new one, seed for seed."""
+    import tf_keras
+    orders = keras_batch_orders(tf_keras, epochs=3)
+    assert all(sorted(order) == list(range(N_TRAIN)) for order in orders)
+    assert orders[0] == keras3_orders[0]
+    assert len({tuple(order) for order in orders}) == 3
+    assert keras_batch_orders(tf_keras, epochs=3) == orders  # seeded: the same three orders again
 
 
 @pytest.mark.parametrize("config_name", ["dropout", "variant_batchnorm"])

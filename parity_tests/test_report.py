@@ -7,6 +7,7 @@ recorded 31-epoch runs: the port's mean against the Keras band, and the overfitt
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ def write_run(parent: Path, name: str, framework: str, seed: int, test_accuracy:
     run_dir = parent / name
     run_dir.mkdir(parents=True)
     write_config(run_dir, {"training": {"dropout": True, "epochs": epochs, "seed": seed}})
-    write_launch(run_dir, subset)
+    write_launch(run_dir, framework, subset)
     val = np.linspace(0.3, 0.3 + 0.01 * seed, epochs)
     write_history(run_dir, [{"epoch": e + 1, "loss": 2.0 - 0.1 * e, "accuracy": 0.3, "val_loss": 1.9,
                                   "val_accuracy": float(val[e])} for e in range(epochs)])
@@ -75,10 +76,48 @@ def test_committed_reports_are_rebuilt_from_the_recorded_runs_alone(tmp_path):
     built = report.build(REPORTS, tmp_path, figures=False)
     rebuilt = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.suffix in (".json", ".md"))
     committed = sorted(p.relative_to(REPORTS) for p in REPORTS.glob("comparison-*/*") if p.suffix in (".json", ".md"))
-    assert rebuilt == sorted([Path("bands.json"), Path("bands.md"), Path("README.md"), *committed])
+    assert rebuilt == sorted([Path("bands.json"), Path("bands.md"), Path("README.md"), Path("across-seeds.json"),
+                              *committed])
     for path in rebuilt:
         assert (tmp_path / path).read_text() == (REPORTS / path).read_text(), f"reports/{path} is stale: make report"
     assert built["groups"], "no recorded runs"
+
+
+def test_across_seeds_section_reads_confusions_and_computes_the_agreement_reading(tmp_path):
+    """Two 31-epoch runs a side (10 test images, one per class; run i right on the first 10·accuracy):
+    agreement of two runs is 1 − |accuracy difference|, so the pairs and the reading are known."""
+    made = tmp_path / "made"
+    accuracies = {("keras", 1): 0.6, ("keras", 2): 0.8, ("lightning", 1): 0.7, ("lightning", 2): 0.9}
+    for (framework, seed), accuracy in accuracies.items():
+        write_run(made, f"{framework}-dropout-2026110{seed}-100000", framework, seed, accuracy, epochs=31)
+    reports_dir = tmp_path / "reports"
+    report.take_in([made], reports_dir / "runs")
+    seeds = report.build(reports_dir, figures=False)["across_seeds"]
+    confusion = seeds["confusion"]
+    assert (confusion["keras_n"], confusion["port_n"]) == (2, 2)
+    assert confusion["keras_recall"] == [[1] * 6 + [0] * 4, [1] * 8 + [0] * 2]
+    # Classes 0-5 are right in every run and 9 wrong in every run: no spread on either side in their row cells.
+    assert confusion["cells"]["t"][0][0] is None and confusion["cells_both_spreads_zero"] == 10 * 10 - 3 * 2
+    agreement = {(p["a"][:5], p["b"][:5], p["accuracy_a"], p["accuracy_b"]): p["agreement"]
+                 for p in seeds["agreement_pairs"]}
+    assert all(a == pytest.approx(1 - abs(acc_a - acc_b)) for (_, _, acc_a, acc_b), a in agreement.items())
+    reading = seeds["agreement_reading"]
+    assert reading["same_framework_range"] == pytest.approx([0.8, 0.8])
+    assert reading["cross_agreement"] == pytest.approx(0.85) and reading["position"] == "above"
+    page = (reports_dir / "README.md").read_text()
+    assert "## Across seeds" in page and "lies above the same-framework range" in page
+    assert json.loads((reports_dir / "across-seeds.json").read_text()) == seeds
+
+
+def test_across_seeds_recall_on_the_committed_runs_matches_their_confusion_files(tmp_path):
+    """Per-class recall as the section reports it, against the diagonal of each recorded confusion.csv."""
+    seeds = report.build(REPORTS, tmp_path, figures=False)["across_seeds"]
+    for side, framework in (("keras_runs", "keras"), ("port_runs", "lightning")):
+        assert seeds[side] and all(r["run"].startswith(framework) for r in seeds[side])
+        recall = [np.diag(c) / c.sum(axis=1) for c in
+                  (np.loadtxt(REPORTS / "runs" / r["run"] / "confusion.csv", delimiter=",") for r in seeds[side])]
+        key = "keras_recall" if framework == "keras" else "port_recall"
+        np.testing.assert_allclose(seeds["confusion"][key], recall, rtol=0, atol=1e-12)
 
 
 def full_budget_verdicts(tmp_path: Path) -> dict:

@@ -80,13 +80,15 @@ def test_resume_refuses_a_finished_run_and_setting_flags(small_port_run, capsys)
 
 
 def test_resume_of_a_folder_without_checkpoint_says_start_again(tmp_path, capsys):
+    """A port folder of earlier code (launch.json without "framework") holding no checkpoint: exit 2, saying so."""
     from lightning_impl import fit
     run_dir = tmp_path / "lightning-dropout-x"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text("training: {dropout: true}\n")
     (run_dir / "launch.json").write_text(json.dumps({"subset": None, "trainer": {"devices": "1"}}))
     assert fit.main(["--resume", str(run_dir)]) == 2
-    assert "stopped before its first epoch ended" in capsys.readouterr().err
+    assert (f"error: --resume {run_dir}: no checkpoints/last.ckpt; history.csv lists no epoch either: the run "
+            f"stopped before its first epoch was saved; start a new run") in capsys.readouterr().err
 
 
 def test_ctrl_c_lost_inside_a_finalizer_still_stops_the_run(cifar_dir, tmp_path, monkeypatch):

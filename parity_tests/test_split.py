@@ -12,7 +12,8 @@ import torch
 
 from cifar_common.data import keras_validation_split
 from cifar_common.errors import UserError
-from lightning_impl.datamodule import Cifar10DataModule, TensorBatches
+from cifar_common.spec.config import FIXED
+from lightning_impl.datamodule import Cifar10DataModule, GlobalBatches, epoch_permutation
 
 BATCH = 256
 N_TRAIN, N_VAL, N_TEST = 35000, 15000, 10000
@@ -74,7 +75,7 @@ def datamodule(cifar) -> Cifar10DataModule:
     return dm
 
 
-def traced_epoch(batches: TensorBatches, index: Index, exact: bool = True) -> list[np.ndarray]:
+def traced_epoch(batches, index: Index, exact: bool = True) -> list[np.ndarray]:
     return [index.trace(images, labels, exact) for images, labels in batches]
 
 
@@ -114,15 +115,67 @@ def test_training_order_changes_between_epochs_and_repeats_for_the_same_seed_and
                                                                                       train_index):
     """set_epoch gives each epoch a new order; the same seed and epoch give the same order again."""
     first = datamodule.train_dataloader()
-    first.set_epoch(0)
+    first.sampler.set_epoch(0)
     epoch0 = np.concatenate(traced_epoch(first, train_index, exact=False))
-    first.set_epoch(1)
+    first.sampler.set_epoch(1)
     epoch1 = np.concatenate(traced_epoch(first, train_index, exact=False))
     assert np.array_equal(np.sort(epoch1), np.arange(N_TRAIN))
     assert not np.array_equal(epoch0, epoch1)
     again = datamodule.train_dataloader()  # a new loader object, same seed
-    again.set_epoch(1)
+    again.sampler.set_epoch(1)
     assert np.array_equal(np.concatenate(traced_epoch(again, train_index, exact=False)), epoch1)
+
+
+# The first and last indices of seed 42's order of 35,000 images, as TensorBatches (the loader before
+# the Sampler, commit 29799d2) drew them: recorded runs resume only if these never change.
+RECORDED_ORDERS = {0: ([7810, 5094, 6244, 8574, 33170, 9452], [22390, 5625, 15215]),
+                   1: ([9241, 9531, 33644, 21325, 11791, 25894], [986, 13088, 3130]),
+                   30: ([13188, 3879, 18356, 26163, 25317, 22912], [34627, 17536, 28497])}
+
+
+@pytest.mark.parametrize("epoch", list(RECORDED_ORDERS))
+def test_epoch_orders_are_the_ones_recorded_runs_trained_in(epoch):
+    """The sampler's order for (seed 42, epoch) is the permutation the loader of earlier runs drew."""
+    batches = GlobalBatches(N_TRAIN, BATCH, seed=42)
+    batches.set_epoch(epoch)
+    order = torch.cat(list(batches))
+    head, tail = RECORDED_ORDERS[epoch]
+    assert order[:6].tolist() == head and order[-3:].tolist() == tail
+
+
+def test_fixed_data_order_repeats_epoch_0s_permutation(cifar, train_index):
+    """data_order="fixed": every epoch visits the training images in epoch 0's reshuffled order."""
+    fixed = Cifar10DataModule(data=cifar.subset(1000), batch_size=BATCH, data_order=FIXED)
+    fixed.setup()
+    loader = fixed.train_dataloader()
+    orders = []
+    for epoch in (0, 1, 5):
+        loader.sampler.set_epoch(epoch)
+        orders.append(np.concatenate(traced_epoch(loader, train_index, exact=False)))
+    assert all(np.array_equal(order, orders[0]) for order in orders)
+    assert np.array_equal(orders[0], epoch_permutation(700, 42, 0).numpy())
+
+
+def test_lightning_sets_each_epochs_order_itself(cifar, train_index):
+    """Under a real Trainer (no hook of the module), epoch e trains in epoch_permutation(n, seed, e)."""
+    import lightning as L
+    from lightning_impl.module import CifarClassifier
+
+    class Recorder(L.Callback):
+        def __init__(self):
+            self.seen: dict[int, list[np.ndarray]] = {}
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.seen.setdefault(trainer.current_epoch, []).append(train_index.trace(*batch, exact=False))
+
+    small = Cifar10DataModule(data=cifar.subset(200), batch_size=64, seed=7)
+    recorder = Recorder()
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        use_distributed_sampler=False, callbacks=[recorder])
+    trainer.fit(CifarClassifier(dropout=False), datamodule=small)
+    for epoch in range(2):
+        assert np.array_equal(np.concatenate(recorder.seen[epoch]), epoch_permutation(140, 7, epoch).numpy())
 
 
 def test_validation_batches_are_the_last_15000_images_in_order(datamodule, train_index):
@@ -146,13 +199,12 @@ def test_test_batches_are_the_10000_test_images_in_order(datamodule, held_out_in
 @pytest.mark.parametrize("n, batch_size", [(N_TRAIN, BATCH), (1001, 64)], ids=["35000-by-256", "1001-by-64"])
 def test_two_ranks_share_each_global_batch_disjointly_and_completely(n, batch_size):
     """With world_size 2, each global batch splits into two disjoint shares whose union is the 1-process batch."""
-    ids = torch.arange(n)
     for epoch in (0, 1):
-        loaders = [TensorBatches(ids, ids, batch_size, shuffle_seed=42, rank=rank, world_size=world)
+        loaders = [GlobalBatches(n, batch_size, seed=42, rank=rank, world_size=world)
                    for rank, world in ((0, 1), (0, 2), (1, 2))]
         for loader in loaders:
             loader.set_epoch(epoch)
-        single, rank0, rank1 = ([images.tolist() for images, _ in loader] for loader in loaders)
+        single, rank0, rank1 = ([index.tolist() for index in loader] for loader in loaders)
         assert len(single) == len(rank0) == len(rank1) == len(loaders[0]) == -(-n // batch_size)
         for whole, a, b in zip(single, rank0, rank1):
             assert not set(a) & set(b)

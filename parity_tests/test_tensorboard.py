@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from cifar_common.rundir.folder import read_history
-from cifar_common.spec.config import tutorial_architecture
-from parity_tests.cli_runs import only_run_dir
 from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
+
+from cifar_common.rundir.folder import read_history
+from cifar_common.spec.config import DEFAULT_DATA_ORDER, tutorial_architecture
+from parity_tests.cli_runs import only_run_dir
 
 TAGS = {"loss", "accuracy", "val_loss", "val_accuracy"}  # history.csv's columns, on both sides
 EPOCHS = [1, 2]
@@ -143,7 +144,8 @@ def test_logged_values_are_the_history_csv_values(runs, logs):
 def test_both_sides_record_the_run_settings_as_hyperparameters(logs):
     """The HParams dashboard gets the same settings from both sides, the framework, and the four metrics."""
     for side, framework in (("keras", "keras"), ("port", "lightning")):
-        assert logs[side].hparams == {"framework": framework, **SETTINGS}, side
+        order = DEFAULT_DATA_ORDER[framework]  # each side's default, recorded with the rest
+        assert logs[side].hparams == {"framework": framework, **SETTINGS, "training/data_order": order}, side
         assert logs[side].metric_tags == TAGS, side
 
 

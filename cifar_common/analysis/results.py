@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cifar_common import markdown
-from cifar_common.analysis import bands, results_plots
+from cifar_common.analysis import across_seeds_page, bands, results_plots
 from cifar_common.analysis.comparison import compare_runs
 from cifar_common.analysis.comparison_page import write_comparison
 from cifar_common.analysis.stats import LATE_EPOCHS
@@ -102,11 +102,15 @@ def build(reports_dir: Path = REPORTS_DIR, out: Path | None = None, figures: boo
         (out / name).mkdir()
         write_comparison(result, a, b, out / name, figures=figures)
         comparisons[name] = result
+    seeds = across_seeds_page.measure(recorded)
+    across_seeds_page.write(seeds, out)
     if figures:
         results_plots.plot_variant_curves(recorded, out / "figures")
         results_plots.plot_overfitting(recorded, out / "figures")
-    write_text(out / PAGE, results_page(groups, verdicts, comparisons))
-    return {"groups": groups, "verdicts": verdicts, "comparisons": comparisons}
+        if "confusion" in seeds:
+            results_plots.plot_confusion_across_seeds(seeds["confusion"], out / across_seeds_page.FIGURE)
+    write_text(out / PAGE, results_page(groups, verdicts, comparisons, seeds))
+    return {"groups": groups, "verdicts": verdicts, "comparisons": comparisons, "across_seeds": seeds}
 
 
 def overfitting_verdicts(recorded: Sequence[Run]) -> list[dict[str, Any]]:
@@ -161,7 +165,8 @@ def runs_table(groups: Sequence[dict]) -> list[str]:
                            "fit wall time", "date", "machine"], rows)
 
 
-def results_page(groups: Sequence[dict], verdicts: dict[str, Any], comparisons: dict[str, dict]) -> str:
+def results_page(groups: Sequence[dict], verdicts: dict[str, Any], comparisons: dict[str, dict],
+                 seeds: dict[str, Any]) -> str:
     lines = ["# Results: the port against the Keras reference on CIFAR-10", "",
              "Made by `make report` (`python -m cifar_common.report`) from the recorded runs in [runs/](runs/) "
              "alone; do not edit by hand. Each run's date and machine are its own (from its metrics.json; "
@@ -173,13 +178,15 @@ def results_page(groups: Sequence[dict], verdicts: dict[str, Any], comparisons: 
               "its band but cannot be compared image by image.", "",
               "## Verdicts", ""] + verdict_lines(verdicts)
     lines += ["", "## Keras against the port, beside Keras against Keras", "",
-              "Agreement and McNemar's exact test on the 10,000 test images; a Keras-vs-port pair should "
-              "look like the Keras-vs-Keras yardstick (two seeds of the reference), not better.", ""]
+              "Agreement and McNemar's exact test on the 10,000 test images, one pair at a time; a Keras-vs-port "
+              "pair is read against pairs of the same framework at the same accuracy in the next section.", ""]
     lines += (markdown.table(["comparison", "A", "B", "accuracy A", "accuracy B", "agreement", "McNemar",
                               "mean |recall change|"], comparison_rows(comparisons))
               if comparisons else ["No pair of recorded runs with kept predictions yet."])
     lines += ["", "Comparisons of earlier runs whose predictions were not kept are in [archive/](archive/), "
-              "not reproducible.", "", "## Figures", "",
+              "not reproducible.", ""]
+    lines += across_seeds_page.page_lines(seeds, figure="confusion" in seeds)
+    lines += ["## Figures", "",
               "![val_accuracy and val_loss of every 31-epoch run, per variant](figures/curves.png)", "",
               "![Baseline against dropout: training and validation loss, both frameworks](figures/overfitting.png)",
               ""]

@@ -1,11 +1,15 @@
-"""The results page's figures: every full-budget run overlaid per variant, and baseline against dropout."""
+"""The results page's figures: every full-budget run overlaid per variant, baseline against dropout, and the
+confusion matrices across seeds."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from cifar_common.analysis.bands import is_full_budget_tutorial
-from cifar_common.plots import plt, save_figure, style_epoch_axis
+from cifar_common.data import CLASS_NAMES
+from cifar_common.plots import draw_matrix, plt, save_figure, style_epoch_axis
 from cifar_common.rundir.folder import Run
 
 COLOURS = {"keras": "tab:red", "lightning": "tab:blue"}
@@ -49,3 +53,26 @@ def plot_overfitting(recorded: Sequence[Run], out_dir: Path) -> None:
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     save_figure(fig, out_dir / "overfitting.png")
+
+
+def plot_confusion_across_seeds(confusion: dict, path: Path) -> None:
+    """Mean row-normalised confusion (%) of each framework over its seeds, and port − Keras per cell as a Welch t
+    (cells with no spread on either side are left blank)."""
+    keras, port = np.array(confusion["keras_mean"]), np.array(confusion["port_mean"])
+    fig, axes = plt.subplots(1, 3, figsize=(22, 7))
+    draw_matrix(axes[0], 100 * keras, CLASS_NAMES, f"Keras, mean of {confusion['keras_n']} seeds (% of the row)",
+                vmin=0, vmax=100)
+    draw_matrix(axes[1], 100 * port, CLASS_NAMES, f"port, mean of {confusion['port_n']} seeds (% of the row)",
+                vmin=0, vmax=100)
+    if "cells" in confusion:
+        t = np.array([[np.nan if v is None else v for v in row] for row in confusion["cells"]["t"]])
+        limit = max(4.0, float(np.nanmax(np.abs(t)))) if np.isfinite(t).any() else 4.0
+        image = draw_matrix(axes[2], np.ma.masked_invalid(t), CLASS_NAMES,
+                            "port − Keras, Welch t per cell (blank: no spread)", cmap="RdBu_r", vmin=-limit,
+                            vmax=limit, fmt="{:+.1f}")
+        fig.colorbar(image, ax=axes[2], fraction=0.046)
+    else:
+        axes[2].set_axis_off()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, path)

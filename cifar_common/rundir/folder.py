@@ -23,6 +23,7 @@ from cifar_common import plots
 from cifar_common.data import CLASS_NAMES
 from cifar_common.errors import UserError
 from cifar_common.rundir.atomic import write_atomically, write_text
+from cifar_common.spec.config import DEFAULT_DATA_ORDER
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # Keras's history keys, the same on both sides
 HISTORY_COLUMNS = ("epoch", *EPOCH_METRICS)
@@ -70,9 +71,11 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
 
-def write_launch(run_dir: Path, subset: int | None, trainer: dict[str, Any] | None = None) -> None:
-    """How the run was started beyond its config, so that it can be resumed with the same settings."""
-    write_text(run_dir / LAUNCH_FILE, json.dumps({"subset": subset, "trainer": trainer}, indent=2) + "\n")
+def write_launch(run_dir: Path, framework: str, subset: int | None, trainer: dict[str, Any] | None = None) -> None:
+    """How the run was started beyond its config (which fit command, the subset, any Trainer flags), so
+    that it can be resumed with the same settings."""
+    launch = {"framework": framework, "subset": subset, "trainer": trainer}
+    write_text(run_dir / LAUNCH_FILE, json.dumps(launch, indent=2) + "\n")
 
 
 def read_launch(run_dir: Path) -> dict[str, Any]:
@@ -182,6 +185,11 @@ class Run:
     @property
     def y_pred(self) -> np.ndarray:
         return self.probs.argmax(axis=1)
+
+    @property
+    def data_order(self) -> str:
+        """The order the run trained in: recorded since `--data-order` exists; before, its framework's default."""
+        return self.metrics.get("data_order") or DEFAULT_DATA_ORDER[self.metrics["framework"]]
 
     @property
     def label(self) -> str:

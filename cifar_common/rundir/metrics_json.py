@@ -45,6 +45,7 @@ def build_metrics(framework: str, config: RunConfig, *, parameter_count: int, tr
         "architecture": {"name": config.architecture.name, "fingerprint": config.architecture.fingerprint},
         "variant": config.variant,
         "seed": t.seed,
+        "data_order": t.data_order,
         "epochs": t.epochs,
         "parameter_count": int(parameter_count),
         "train_images": int(train_images),

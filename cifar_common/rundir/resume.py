@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cifar_common.errors import UserError, WriteFailed
-from cifar_common.rundir.folder import LAUNCH_FILE, read_launch
+from cifar_common.rundir.folder import LAUNCH_FILE, read_history, read_launch
 
 # The flags that set what a run is; a resumed run takes them all from its folder.
-SETTING_FLAGS = ("dropout", "config", "epochs", "batch_size", "learning_rate", "seed", "subset", "out")
+SETTING_FLAGS = ("dropout", "config", "epochs", "batch_size", "learning_rate", "seed", "subset", "out", "data_order")
+# The checkpoint files of each fit command (`checkpoints/last.keras`, `last.ckpt`, their previous versions).
+CHECKPOINT_FRAMEWORK = {".keras": "keras", ".ckpt": "lightning"}
 
 # Loads a checkpoint file: (epochs it has finished, whatever the framework needs from it). Raises
 # UserError when the file loads but cannot serve this run (another network); anything else means damaged.
@@ -47,6 +49,24 @@ def open_unfinished_run(run_dir: Path, command: str) -> dict[str, Any]:
         raise UserError(f"--resume {run_dir}: not a run folder of {command} (config.yaml or {launch_file.name} "
                         f"missing)")
     return read_launch(run_dir)
+
+
+def framework_of(run_dir: Path, launch: dict[str, Any]) -> str | None:
+    """The framework whose fit started a run folder: launch.json's "framework"; for folders written before
+    it had that key, the kind of checkpoint the folder holds (None when it holds none)."""
+    if "framework" in launch:
+        return launch["framework"]
+    found = {CHECKPOINT_FRAMEWORK.get(path.suffix) for path in (run_dir / "checkpoints").glob("last*")} - {None}
+    return found.pop() if len(found) == 1 else None
+
+
+def on_disk_without_checkpoint(run_dir: Path) -> str:
+    """What a run folder without a checkpoint holds, in words: whether history.csv lists epochs."""
+    epochs = list(read_history(run_dir)["epoch"]) if (run_dir / "history.csv").is_file() else []
+    if not epochs:
+        return "history.csv lists no epoch either: the run stopped before its first epoch was saved"
+    return (f"history.csv lists epoch {int(epochs[-1])}, but no checkpoint holds it (the run stopped while "
+            f"saving it)")
 
 
 def previous_version(path: Path) -> Path:
@@ -109,8 +129,8 @@ def checkpoint_to_resume(run_dir: Path, last: Path, load: Loader) -> Checkpoint:
     if problems:
         raise UserError(f"--resume {run_dir}: {problems[0]} and there is no earlier good checkpoint; the run "
                         f"must start again (without --resume)")
-    raise UserError(f"--resume {run_dir}: no {last.relative_to(run_dir)}, the run stopped before its first epoch "
-                    f"ended; start a new run")
+    raise UserError(f"--resume {run_dir}: no {last.relative_to(run_dir)}; {on_disk_without_checkpoint(run_dir)}; "
+                    f"start a new run")
 
 
 def carry_on_hint(command: str, run_dir: Path, good: Checkpoint | None) -> str:

@@ -21,6 +21,11 @@ from cifar_common.spec.shapes import validate as validate_architecture
 from cifar_common.spec.yaml_form import parse_architecture
 
 SECTIONS = ("dataset", "architecture", "training")
+RESHUFFLE, FIXED = "reshuffle", "fixed"  # a new seeded order of the training images every epoch, or one order
+DATA_ORDERS = (RESHUFFLE, FIXED)
+# Each fit's default order: the one its runs were recorded in before the option existed (Keras 3's seeded
+# fit repeats its first order; the port reshuffles), and what those runs are read as (`Run.data_order`).
+DEFAULT_DATA_ORDER = {"keras": FIXED, "lightning": RESHUFFLE}
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class TrainingConfig:
     epsilon: float = 1e-7  # added inside the square root, as Keras does
     validation_split: float = 0.3  # last fraction of the training arrays
     seed: int = 42
+    data_order: str | None = None  # RESHUFFLE or FIXED; None: the fit's own default (DEFAULT_DATA_ORDER)
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,8 @@ def _build(cls: type, values: Any, section: str, source: str):
         raise UserError(
             f"{source}: unknown setting '{section}.{unknown[0]}' (known: {', '.join(fields)})"
         )
-    checked = {name: checked_value(value, type(getattr(cls(), name)), f"{source}: setting '{section}.{name}'")
+    # A setting whose default is None is a string (data_order).
+    checked = {name: checked_value(value, type(getattr(cls(), name) or ""), f"{source}: setting '{section}.{name}'")
                for name, value in values.items()}
     return cls(**checked)
 
@@ -95,6 +102,9 @@ def validate(config: RunConfig, source: str) -> RunConfig:
         raise UserError(f"{source}: setting 'training.rho' must be in [0, 1), got {t.rho}")
     if t.seed < 0:
         raise UserError(f"{source}: setting 'training.seed' must be non-negative, got {t.seed}")
+    if t.data_order not in (None, *DATA_ORDERS):
+        raise UserError(f"{source}: setting 'training.data_order' must be {' or '.join(DATA_ORDERS)}, "
+                        f"got {t.data_order!r}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", config.architecture.name):
         raise UserError(f"{source}: architecture name {config.architecture.name!r} must be letters, digits, "
                         f"'_', '.' or '-' (it names run folders)")

@@ -4,8 +4,8 @@
 
 Reads the file's `config.json` (no TensorFlow), refuses a model outside the family (exit 2, naming
 the layer and option), and writes a YAML config: the file's architecture in the explicit form,
-with the file's layer names, and the tutorial's dataset and training settings
-(configs/baseline.yaml). Then: `python -m lightning_impl.fit --config my_variant.yaml` and
+with the file's layer names (a functional model's layers with their `inputs`), and the tutorial's
+dataset and training settings (configs/baseline.yaml). Then: `python -m lightning_impl.fit --config my_variant.yaml` and
 `python -m keras_reference.fit --config my_variant.yaml`.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def describe_file(model_path: Path, name: str | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cifar_common.spec.describe_keras",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="a Keras 3 Sequential model saved as .keras")
+    parser.add_argument("model", type=Path, help="a Keras 3 model (Sequential or functional) saved as .keras")
     parser.add_argument("--name", default=None,
                         help="the architecture's name in run folders and bands (default: the model's name)")
     parser.add_argument("--out", type=Path, default=None, help="the YAML file to write (default: print it)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from cifar_common.errors import UserError
-from cifar_common.spec.layers import (HEADS, PAIRS, POOLS, Activation, Architecture, AveragePooling2D,
+from cifar_common.spec.layers import (HEADS, INPUT, PAIRS, POOLS, Activation, Architecture, AveragePooling2D,
                                       BatchNormalization, Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D,
                                       Layer, MaxPooling2D, check_ranges, checked_value, make_layer, pair)
 
@@ -107,7 +107,8 @@ def expand_compact(section: dict[str, Any], where: str) -> Architecture:
 
 
 def parse_architecture(section: Any, where: str) -> Architecture:
-    """The YAML `architecture` section, in the compact or the explicit (`layers:`) form."""
+    """The YAML `architecture` section, in the compact or the explicit (`layers:`, with `inputs:` in a
+    graph) form."""
     section = _mapping(section, where)
     if "layers" not in section:
         return expand_compact(section, where)
@@ -117,9 +118,15 @@ def parse_architecture(section: Any, where: str) -> Architecture:
     name = checked_value(section.get("name", "custom"), str, f"{where}: setting 'name'")
     if not isinstance(section["layers"], list):
         raise UserError(f"{where}: 'layers' must be a list of mappings")
-    layers = []
+    layers, inbound = [], []
     for index, raw in enumerate(section["layers"]):
-        options = dict(_mapping(raw, f"{where}.layers[{index}]"))
+        at = f"{where}.layers[{index}]"
+        options = dict(_mapping(raw, at))
         kind = options.pop("layer", None)
-        layers.append(make_layer(str(kind), options, f"{where}.layers[{index}]"))
-    return Architecture(name, tuple(layers))
+        # `inputs` (a graph's): the layers feeding this one; without it, the layer before (or the input)
+        inputs = options.pop("inputs", [layers[-1].name if layers else INPUT])
+        if not (isinstance(inputs, list) and inputs and all(isinstance(n, str) for n in inputs)):
+            raise UserError(f"{at}: 'inputs' must be a list of layer names (or {INPUT!r}), got {inputs!r}")
+        layers.append(make_layer(str(kind), options, at))
+        inbound.append(tuple(inputs))
+    return Architecture(name, tuple(layers), tuple(inbound))
