@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup fit test test-reverse report bench bench-fit clean
+.PHONY: setup fit test test-fast test-reverse report bench bench-fit clean
 
 # Where finished full-budget runs are made (python -m ... --out runs/full); `make report` records them.
 RECORD_FROM ?= runs/full runs/bands-e2
@@ -22,6 +22,11 @@ fit: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest parity_tests --durations=15 $(ARGS)
+
+# The numerical core alone (parity_tests/conftest.py FAST_MODULES): forward, gradients, optimizer, lockstep,
+# split, metrics, weight transfer; no end-to-end runs.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest parity_tests -m fast --durations=10 $(ARGS)
 
 # The same suite with its files in reverse order: proves no test depends on import order.
 test-reverse: $(STAMP)

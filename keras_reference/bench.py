@@ -1,14 +1,6 @@
-"""Keras's side of `make bench`: the reference model's steps on one batch, or its epochs on the real data.
-
-    KERAS_BACKEND=tensorflow python -m keras_reference.bench --steps 10 --repeats 5
-    KERAS_BACKEND=torch python -m keras_reference.bench        # the same Keras code on the torch backend
-    python -m keras_reference.bench --fit                      # two epochs of `fit` (make bench-fit)
-
-Training runs Keras's own train step (`train_on_batch`, what `fit` runs per batch); inference runs
-`predict_on_batch`. `--fit` runs the tutorial's `fit(validation_split=0.3)` on CIFAR-10 and times
-each epoch, validation included. Run by `cifar_common.bench`, which reads the BENCH lines printed.
-This module imports Keras only: on the torch backend, Keras itself brings torch.
-"""
+"""Keras's side of `make bench`, run by `cifar_common.bench` on either backend (`KERAS_BACKEND`): its own
+train step (`train_on_batch`, what `fit` runs per batch) and `predict_on_batch` on one batch, or with `--fit`
+the tutorial's `fit(validation_split=0.3)`, each epoch timed with its validation. Imports Keras only."""
 from __future__ import annotations
 
 import argparse
@@ -21,11 +13,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cifar_common.bench import (Result, add_settings_flags, emit, images_per_second, peak_host_mib,  # noqa: E402
-                                settings_from, synthetic_batch)
+from cifar_common.bench.timing import (Settings, add_settings_flags, emit, emit_speed, images_per_second,  # noqa: E402
+                                       peak_host_mib, settings_from, synthetic_batch)
 from cifar_common.data import keras_validation_split, load_cifar10, to_unit_float  # noqa: E402
 from cifar_common.errors import exits_cleanly_on_user_error  # noqa: E402
 from cifar_common.spec.config import TrainingConfig, tutorial_architecture  # noqa: E402
+from cifar_common.spec.fit_flags import positive_int  # noqa: E402
 from keras_reference.model import build_model, compile_model  # noqa: E402
 
 
@@ -43,39 +36,17 @@ def versions() -> dict[str, str]:
             keras.backend.backend(): sys.modules[keras.backend.backend()].__version__}
 
 
-def speed(settings, dropout: bool) -> None:
+def speed(settings: Settings, dropout: bool) -> None:
     keras.utils.set_random_seed(settings.seed)
     images, labels = synthetic_batch(settings)
     one_hot = np.eye(10, dtype=np.float32)[labels]
     model = compile_model(build_model(tutorial_architecture(dropout)), TrainingConfig())
-
-    def train(n: int) -> None:
-        for _ in range(n):
-            model.train_on_batch(images, one_hot)  # returns host numbers: the step has finished
-
-    def infer(n: int) -> None:
-        for _ in range(n):
-            model.predict_on_batch(images)
-
-    backend = keras.backend.backend()
-    for task, run_steps in (("train", train), ("inference", infer)):
-        Result(f"keras/{backend} {task} float32", task, "float32", images_per_second(run_steps, settings),
-               peak_host_mib(), backend_threads(), versions()).emit()
-
-
-class EpochClock(keras.callbacks.Callback):
-    """Seconds of each epoch, validation included (Keras validates before `on_epoch_end`)."""
-
-    def __init__(self):
-        super().__init__()
-        self.started = 0.0
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        self.seconds.append(time.perf_counter() - self.started)
+    steps = {"train": lambda: model.train_on_batch(images, one_hot),  # returns host numbers: the step has finished
+             "inference": lambda: model.predict_on_batch(images)}
+    for task, step in steps.items():
+        rates = images_per_second(lambda n: [step() for _ in range(n)], settings)
+        emit_speed(f"keras/{keras.backend.backend()} {task} float32", task, "float32", rates, peak_host_mib(),
+                   backend_threads(), versions())
 
 
 def fit(batch_size: int, dropout: bool, data_dir: str | None, subset: int | None, epochs: int = 2) -> None:
@@ -83,14 +54,16 @@ def fit(batch_size: int, dropout: bool, data_dir: str | None, subset: int | None
     training = TrainingConfig(batch_size=batch_size)
     keras.utils.set_random_seed(training.seed)
     data = load_cifar10(data_dir).subset(subset)
-    x_train = to_unit_float(data.x_train)
-    y_train = keras.utils.to_categorical(data.y_train, 10)
+    x_train, y_train = to_unit_float(data.x_train), keras.utils.to_categorical(data.y_train, 10)
     model = compile_model(build_model(tutorial_architecture(dropout)), training)
-    clock = EpochClock()
+    starts, seconds = [], []  # Keras validates before on_epoch_end: each epoch's seconds include it
+    clock = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: starts.append(time.perf_counter()),
+        on_epoch_end=lambda epoch, logs: seconds.append(time.perf_counter() - starts[-1]))
     model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, validation_split=training.validation_split,
               shuffle=True, verbose=0, callbacks=[clock])
     train, val = keras_validation_split(len(x_train), training.validation_split)
-    emit("epochs", {"framework": "keras", "epoch_seconds": clock.seconds, "train_images": len(train),
+    emit("epochs", {"framework": "keras", "epoch_seconds": seconds, "train_images": len(train),
                     "val_images": len(val), "threads": backend_threads(), "versions": versions()})
 
 
@@ -100,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", action="store_true")
     parser.add_argument("--fit", action="store_true", help="time two epochs of fit on the real data")
     parser.add_argument("--data-dir")
-    parser.add_argument("--subset", type=int)
+    parser.add_argument("--subset", type=positive_int)
     add_settings_flags(parser)
     args = parser.parse_args(argv)
     settings = settings_from(args)

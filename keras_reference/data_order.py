@@ -2,7 +2,7 @@
 
 `fixed` (the default, as the recorded runs were made) is `fit(shuffle=True, validation_split=...)` as the
 tutorial calls it: seeded Keras 3 on TensorFlow repeats its first epoch's order in every epoch
-(`test_keras_shuffle.py`). No `fit` call gives the new order per epoch that Keras 2, the tutorial's Keras,
+(`parity_tests/test_reference_behaviour.py`). No `fit` call gives the new order per epoch that Keras 2, the tutorial's Keras,
 drew; so `reshuffle` feeds its own: epoch e visits the training images in `epoch_order(n, seed, e)`,
 known in advance, so a resumed run replays it.
 """

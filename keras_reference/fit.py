@@ -8,7 +8,7 @@ network the config describes (the tutorial's: conv 32-32 / 64-64 / 64-64 + dense
 cross-entropy; `fit(batch_size=256, epochs=31, validation_split=0.3)`; plot the curves; save
 as `model.keras`, load it back and evaluate on the test set; plot 18 predictions and the
 confusion matrix. Expect about 0.78 test accuracy for the dropout variant after 31 epochs
-(measured figures are in the README).
+(measured figures: reports/README.md, the results page).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from cifar_common.errors import exits_cleanly_on_user_error
 from cifar_common.rundir.atomic import write_atomically
 from cifar_common.rundir.fit_command import settings_from, start_run_folder, train_and_report
 from cifar_common.rundir.folder import write_results
-from cifar_common.rundir.metrics_json import build_metrics
+from cifar_common.rundir.metrics_json import build_metrics, portable_command
 from cifar_common.rundir.resume import Checkpoint
 from cifar_common.spec.config import RunConfig
 from cifar_common.spec.fit_flags import FIT_COMMANDS, fit_parser
@@ -85,7 +85,7 @@ def train(config: RunConfig, data: Cifar10, run_dir: Path, verbose: int | str = 
         test_images=len(x_test), test_loss=test_loss, test_accuracy=test_accuracy, history_rows=history.rows,
         fit_seconds=fit_seconds, epochs_fitted=t.epochs - done, threads=threads,
         versions={"numpy": np.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
-        command=" ".join([COMMAND, *sys.argv[1:]]),
+        command=portable_command(COMMAND, sys.argv[1:]),
         resumed_after_epoch=done,  # fit_seconds counts the epochs after it
     )
     write_results(run_dir, history.rows, metrics, data.x_test, data.y_test, probs, confusion)

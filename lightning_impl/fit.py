@@ -6,7 +6,7 @@
 The same steps, flags and run folder as `python -m keras_reference.fit`: Keras's split, batch
 size, epochs and RMSprop; per-epoch history, curves, the model (a Lightning checkpoint,
 `model.ckpt`, reloaded before testing), test loss and accuracy, 18 predictions and the confusion
-matrix. The recorded 31-epoch dropout runs reached 0.76 and 0.78 test accuracy (README, "Training runs").
+matrix. The recorded 31-epoch dropout runs reached 0.76 and 0.78 test accuracy (reports/README.md, the results page).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from cifar_common.errors import UserError, exits_cleanly_on_user_error
 from cifar_common.rundir.fit_command import settings_from, start_run_folder, train_and_report
 from cifar_common.rundir.folder import write_results
-from cifar_common.rundir.metrics_json import build_metrics
+from cifar_common.rundir.metrics_json import build_metrics, portable_command
 from cifar_common.rundir.resume import Checkpoint
 from cifar_common.spec.config import RunConfig
 from cifar_common.spec.fit_flags import FIT_COMMANDS, fit_parser, positive_int
@@ -164,7 +164,7 @@ def evaluate_and_record(config: RunConfig, datamodule: Cifar10DataModule, run_di
         threads=torch.get_num_threads(),
         versions={"numpy": np.__version__, "torch": torch.__version__, "lightning": L.__version__,
                   "torchmetrics": torchmetrics.__version__},
-        command=" ".join([COMMAND, *sys.argv[1:]]),
+        command=portable_command(COMMAND, sys.argv[1:]),
         resumed_after_epoch=history.resumed_after,  # fit_seconds counts the epochs after it
         **asdict(flags),
     )

@@ -5,26 +5,20 @@ no case here can start training; `--out` points at a folder that must never be c
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
 from cifar_common.data import ENV_VAR
 from lightning_impl import fit as lightning_fit
 
 
 @pytest.fixture
-def no_training(monkeypatch, tmp_path):
+def no_training(cifar_dir, monkeypatch, tmp_path):
     """`train` fails the test if reached; CIFAR10_DIR is set; returns the --out folder (must stay absent)."""
     def train(*args, **kwargs):
         pytest.fail("bad input reached training", pytrace=False)
 
     monkeypatch.setattr(lightning_fit, "train", train)
-    if not os.environ.get(ENV_VAR):
-        pytest.fail(f"set {ENV_VAR} to a cifar-10-batches-py folder")
     return tmp_path / "runs"
 
 
@@ -109,14 +103,11 @@ def test_bad_input_returns_2_with_one_line_naming_the_setting(no_training, tmp_p
                                  "'random' (choose from 'reshuffle', 'fixed')"),
     (["--config", "{tmp}/absent.yaml"], "error: config file {tmp}/absent.yaml does not exist"),
 ], ids=["argparse-data-order", "missing-config"])
-def test_keras_cli_refuses_bad_input_the_same_way(tmp_path, argv, expected):
+def test_keras_cli_refuses_bad_input_the_same_way(run_cli, tmp_path, argv, expected):
     """python -m keras_reference.fit exits 2 with the same one error line, no traceback, no run folder."""
     out = tmp_path / "runs"
     argv = [arg.format(tmp=tmp_path) for arg in argv]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, "-m", "keras_reference.fit", *argv, "--out", str(out)],
-                            capture_output=True, text=True, env=env, timeout=180,
-                            cwd=Path(__file__).resolve().parent.parent)
+    result = run_cli("-m", "keras_reference.fit", *argv, "--out", str(out), timeout=180)
     assert result.returncode == 2, result.stderr
     errors = error_lines(result.stderr)  # TensorFlow's start-up log lines aside
     assert len(errors) == 1 and errors[0].startswith(expected.format(tmp=tmp_path)), result.stderr

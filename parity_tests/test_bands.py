@@ -8,20 +8,12 @@ training: parity_tests/test_report.py, `-m full_budget`.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from cifar_common.analysis import bands
-from cifar_common.data import ENV_VAR
 from cifar_common.rundir.folder import read_history
-
-ROOT = Path(__file__).resolve().parent.parent
+from scipy import stats
 
 
 def test_band_is_mean_plus_minus_two_std_with_a_floor_of_one_and_a_half_points():
@@ -56,13 +48,11 @@ def test_welch_interval_matches_the_welch_satterthwaite_formula():
     assert bands.welch_difference([0.7], keras) is None
 
 
-def test_port_lands_in_the_keras_band_after_one_epoch(tmp_path):
+@pytest.mark.slow
+def test_port_lands_in_the_keras_band_after_one_epoch(run_cli, tmp_path):
     """One epoch on the full data: the epoch's training loss and accuracy in the Keras first-epoch band."""
-    if not os.environ.get(ENV_VAR):
-        pytest.fail(f"set {ENV_VAR} to a cifar-10-batches-py folder: the band test trains on the real data")
-    command = [sys.executable, "-m", "lightning_impl.fit", "--dropout", "--epochs", "1", "--seed", "42",
-               "--out", str(tmp_path)]
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    finished = run_cli("-m", "lightning_impl.fit", "--dropout", "--epochs", "1", "--seed", "42", "--out", str(tmp_path),
+                       timeout=1200)
     assert finished.returncode == 0, finished.stderr[-2000:]
     (run_dir,) = tmp_path.iterdir()
     assert json.loads((run_dir / "metrics.json").read_text())["train_images"] == 35000  # Keras's 70% split

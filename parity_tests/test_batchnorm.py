@@ -69,10 +69,7 @@ def test_torch_batchnorm_with_translated_settings_drifts_in_moving_variance():
     assert float(np.max(np.abs(expected[2] - actual[2]))) > 100 * ATOL  # moving variance (NaN would fail too)
 
 
-def test_torch_batchnorm_defaults_are_not_keras():
-    """The defaults differ in both numbers: eps 1e-5 vs 1e-3, momentum 0.1 (weight of the new batch)
-    vs 0.99 (weight of the old average)."""
-    layer, torch_layer = keras.layers.BatchNormalization(), torch.nn.BatchNorm2d(8)
-    assert (layer.epsilon, layer.momentum) == (1e-3, 0.99)
-    assert (torch_layer.eps, torch_layer.momentum) == (1e-5, 0.1)
-    assert (KerasBatchNorm(8).epsilon, KerasBatchNorm(8).momentum) == (1e-3, 0.99)
+def test_port_batchnorm_defaults_are_keras():
+    """The port's BatchNorm takes Keras's defaults, not torch's (test_reference_behaviour pins both)."""
+    layer = keras.layers.BatchNormalization()
+    assert (KerasBatchNorm(8).epsilon, KerasBatchNorm(8).momentum) == (layer.epsilon, layer.momentum)

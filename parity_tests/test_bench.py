@@ -3,20 +3,18 @@ and every worker running and reporting."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from cifar_common.bench import (Settings, add_ratios_and_shares, conv2d_multiply_adds, dense_multiply_adds,
-                                 fit_comparison, interleaved_images_per_second, main, paired_ratios, pooled,
-                                 share_of_ceiling, table, trainer_overhead, training_flops)
-from cifar_common.errors import UserError
+from cifar_common.bench.driver import main, table, with_ratios_and_shares
+from cifar_common.bench.timing import TRAIN_OVER_FORWARD, forward_flops
+from cifar_common.rundir.metrics_json import cpu_model
 from cifar_common.spec.config import DatasetConfig
-from lightning_impl.bench import build_module, counted_flops, hand_count_multiply_adds
+from cifar_common.spec.layers import Architecture
+from lightning_impl.bench import counted_flops
+from lightning_impl.network import CifarCNN
+from parity_tests.harness import ARCHITECTURES, architecture
 
-ROOT = Path(__file__).resolve().parent.parent
 # The tutorial's network by hand, multiply-adds per image: conv (in, out, output side) and dense (in, out).
 CONVS = ((3, 32, 32), (32, 32, 32), (32, 64, 16), (64, 64, 16), (64, 64, 8), (64, 64, 8))
 DENSES = ((4 * 4 * 64, 512), (512, 10))
@@ -24,25 +22,23 @@ TUTORIAL_MULTIPLY_ADDS = 29_725_696  # 884,736 + 9,437,184 + 4,718,592 + 9,437,1
 
 
 def test_hand_count_of_the_tutorial_network_is_29_7_million_multiply_adds():
-    """Per-layer formulas on the known layer sizes add up to the figure worked out by hand."""
-    assert conv2d_multiply_adds(3, 32, (3, 3), (32, 32)) == 32 * 32 * 32 * 3 * 9 == 884_736
-    assert dense_multiply_adds(1024, 512) == 524_288
-    total = (sum(conv2d_multiply_adds(i, o, (3, 3), (side, side)) for i, o, side in CONVS)
-             + sum(dense_multiply_adds(i, o) for i, o in DENSES))
-    assert total == TUTORIAL_MULTIPLY_ADDS
-    assert training_flops(2 * total) == 6 * TUTORIAL_MULTIPLY_ADDS
+    """The count from the architecture's shapes is the figure worked out by hand, layer by layer."""
+    by_hand = sum(side * side * o * i * 9 for i, o, side in CONVS) + sum(i * o for i, o in DENSES)
+    assert by_hand == TUTORIAL_MULTIPLY_ADDS
+    for config_name in ("baseline", "dropout"):
+        assert forward_flops(architecture(config_name)) == 2 * TUTORIAL_MULTIPLY_ADDS
 
 
-@pytest.mark.parametrize("dropout", [False, True])
-def test_flop_counter_on_the_port_agrees_with_the_hand_count(dropout):
-    """torch's FLOP counter on the port's network: forward = 2 x the hand count; training = 3 x forward
-    less the first layer's input gradient, which training never computes."""
-    network, dataset = build_module(dropout).network, DatasetConfig()
-    assert hand_count_multiply_adds(network, dataset) == TUTORIAL_MULTIPLY_ADDS
-    forward = counted_flops(network, dataset, train=False)
-    assert forward == 2 * TUTORIAL_MULTIPLY_ADDS
-    conv1_input_gradient = 2 * conv2d_multiply_adds(3, 32, (3, 3), (32, 32))
-    assert counted_flops(network, dataset, train=True) == training_flops(forward) - conv1_input_gradient
+@pytest.mark.parametrize("config_name", ARCHITECTURES)
+def test_flop_counter_on_the_port_agrees_with_the_hand_count(config_name):
+    """torch's FLOP counter on the port's network: forward = the hand count from the shapes (strided
+    convolutions and global pooling included); training = 3 x forward less the first layer's input
+    gradient, which training never computes."""
+    described = architecture(config_name)
+    counted = counted_flops(CifarCNN(described), DatasetConfig())
+    assert counted["forward"] == forward_flops(described)
+    first_layer_input_gradient = forward_flops(Architecture("first", described.layers[:1]))
+    assert counted["train"] == TRAIN_OVER_FORWARD * forward_flops(described) - first_layer_input_gradient
 
 
 def speed(name: str, task: str, rate: float, backend: str | None = None) -> dict:
@@ -66,85 +62,38 @@ RECORDS = [
 
 def test_rows_carry_ratios_to_each_keras_backend_and_their_share_of_the_faster_matmul():
     """Ratios are to Keras's row of the same task; shares use that task's FLOPs and the faster library."""
-    assert share_of_ceiling(250, 178.4e6, 68.0) == pytest.approx(250 * 0.1784 / 68)
-    rows = {r["name"]: r for r in add_ratios_and_shares(RECORDS)}
+    rows = {r["name"]: r for r in with_ratios_and_shares(RECORDS)}
     lightning, inference = rows["lightning train 32-true"], rows["port inference 32-true"]
     assert lightning["x_keras_tensorflow"] == pytest.approx(1.2) and lightning["x_keras_torch"] == pytest.approx(1.5)
     assert lightning["gflops"] == pytest.approx(48.0) and lightning["share_of_ceiling"] == pytest.approx(0.6)
     assert inference["x_keras_tensorflow"] == pytest.approx(1.2) and inference["x_keras_torch"] == pytest.approx(1.5)
     assert inference["gflops"] == pytest.approx(60.0) and inference["share_of_ceiling"] == pytest.approx(0.75)
-    assert trainer_overhead(list(rows.values())) == pytest.approx({"32-true": 320 / 300 - 1})
     printed = {line[:36].strip(): line[36:].split() for line in table(list(rows.values())).splitlines()[1:]}
     assert printed["lightning train 32-true"][:7] == ["300", "270", "330", "1.20", "1.50", "48.0", "60%"]
 
 
-def test_trials_take_turns_and_are_compared_window_by_window():
-    """Each variant warms up, then their windows alternate; a trial's ratio pairs window i with window i."""
-    calls = []
-    rates = interleaved_images_per_second({"eager": lambda n: calls.append(("eager", n)),
-                                           "compiled": lambda n: calls.append(("compiled", n))},
-                                          Settings(batch_size=4, warmup=2, steps=3, repeats=2))
-    assert calls == [("eager", 2), ("compiled", 2), ("eager", 3), ("compiled", 3), ("eager", 3), ("compiled", 3)]
-    assert {name: len(windows) for name, windows in rates.items()} == {"eager": 2, "compiled": 2}
-    rows = [{"name": "x eager", "rates": [100, 50, 200], "notes": {}},
-            {"name": "x compiled", "rates": [110, 60, 180], "notes": {"against": "x eager"}}]
-    assert paired_ratios(rows) == pytest.approx({"x compiled / x eager": 1.1})
-
-
-def test_rounds_pool_each_rows_windows_and_each_librarys_matmul_windows():
-    """Two rounds of the same workers give one row each, its median over every window of both rounds."""
-    first = [{"kind": "matmul", "library": "numpy", "windows": [60.0, 70.0], "gflops": 65.0},
-             {"kind": "flops", "forward_per_image": 1.0},
-             {"kind": "speed", "name": "port inference 32-true", "rates": [100.0, 300.0], "images_per_second": 200.0}]
-    second = [{"kind": "speed", "name": "port inference 32-true", "rates": [110.0, 120.0, 500.0],
-               "images_per_second": 120.0},
-              {"kind": "flops", "forward_per_image": 1.0},
-              {"kind": "matmul", "library": "numpy", "windows": [80.0], "gflops": 80.0}]
-    merged = pooled(first + second)
-    assert [r["kind"] for r in merged] == ["matmul", "flops", "speed"]
-    assert merged[0]["windows"] == [60.0, 70.0, 80.0] and merged[0]["gflops"] == 70.0
-    row = merged[2]
-    assert row["rates"] == [100.0, 300.0, 110.0, 120.0, 500.0]
-    assert (row["images_per_second"], row["min"], row["max"]) == (120.0, 100.0, 500.0)
-    assert first[2]["rates"] == [100.0, 300.0]  # the workers' records are left as they were
-
-
-def test_fit_comparison_is_the_port_over_keras_of_the_mean_second_epoch():
-    """Only the second epoch of each run counts (the first includes tracing and warm-up)."""
-    runs = [{"kind": "epochs", "framework": f, "epoch_seconds": s} for f, s in
-            (("keras", [200, 150]), ("port", [130, 120]), ("port", [125, 124]), ("keras", [190, 160]))]
-    result = fit_comparison(runs)
-    assert result["second_epoch_seconds"] == {"keras": [150, 160], "port": [120, 124]}
-    assert result["port_over_keras"] == pytest.approx(122 / 155)
-    with pytest.raises(UserError):
-        fit_comparison(runs[1:3])
-
-
-@pytest.mark.parametrize("flags, message", [(["--steps", "0"], "--steps 0: must be at least 1"),
-                                            (["--threads", "0"], "--threads 0: must be at least 1"),
-                                            (["--rounds", "0"], "--rounds 0: must be at least 1"),
+@pytest.mark.parametrize("flags, message", [(["--steps", "0"], "argument --steps: must be a positive integer, got 0"),
+                                            (["--threads", "0"], "argument --threads: must be a positive integer"),
                                             (["--fit", "--data-dir", "missing-folder"], "missing-folder")])
 def test_bad_flags_fail_in_one_line_before_any_worker_starts(flags, message, capsys):
-    """Exit status 2 and the flag named, with no worker run (the driver would print 'running ...')."""
-    assert main(flags) == 2
-    captured = capsys.readouterr()
-    assert message in captured.err and "running" not in captured.err and len(captured.err.splitlines()) == 1
+    """Exit status 2 and the flag named on the last line (argparse prints its usage above), no worker run."""
+    try:
+        status = main(flags)
+    except SystemExit as exited:  # argparse's own refusal
+        status = exited.code
+    assert status == 2
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert message in lines[-1] and "error" in lines[-1] and not any(line.startswith("running ") for line in lines)
 
 
-def test_the_driver_imports_neither_torch_nor_tensorflow():
-    """The driver and timing rule are framework-neutral: each framework loads only in its own worker."""
-    code = "import sys, cifar_common.bench; print(sorted({'torch', 'tensorflow', 'keras'} & set(sys.modules)))"
-    finished = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert finished.stdout.strip() == "[]", finished.stderr[-2000:]
-
-
-def test_bench_runs_every_worker_and_writes_the_report(tmp_path):
-    """Both Keras backends, the port under Lightning and bare, the two matmuls and the FLOP count."""
+def test_bench_runs_every_worker_and_writes_the_report(run_cli, tmp_path):
+    """Both Keras backends, the port under Lightning and bare, the two matmuls and the FLOP count; the
+    record names the CPU model and no folder of this machine."""
     out = tmp_path / "bench.json"
-    # The old entry point, an alias of cifar_common.bench. One thread: a busy machine stalls two (docs/speed.md).
-    command = [sys.executable, "-m", "lightning_impl.bench", "--warmup", "1", "--steps", "1", "--repeats", "2",
-               "--batch-size", "32", "--threads", "1", "--out", str(out)]
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    # One thread: a busy machine stalls two (docs/speed.md).
+    finished = run_cli("-m", "cifar_common.bench", "--warmup", "1", "--steps", "1", "--repeats", "2",
+                       "--batch-size", "32", "--threads", "1", "--out", str(out))
     assert finished.returncode == 0, finished.stderr[-2000:]
     report = json.loads(out.read_text())
     names = [r["name"] for r in report["results"]]
@@ -158,18 +107,19 @@ def test_bench_runs_every_worker_and_writes_the_report(tmp_path):
         assert r["threads"] == 1 and r["peak_mib"] > 0 and 0 < r["share_of_ceiling"], r["name"]
     assert {m["library"]: m["threads"] for m in report["matmul"]} == {"numpy": 1, "torch (cpu)": 1}
     assert report["ceiling"]["gflops"] == max(m["gflops"] for m in report["matmul"]) > 0
-    assert report["flops"]["forward_per_image"] == 2 * TUTORIAL_MULTIPLY_ADDS
+    assert report["flops"]["forward_per_image"] == report["flops"]["hand_forward_per_image"] == 2 * TUTORIAL_MULTIPLY_ADDS
     assert set(report["lightning_overhead_over_bare"]) == {"32-true"}
     assert {"torch", "lightning", "keras", "tensorflow"} <= set(report["versions"])
+    assert report["machine"]["cpu"] == cpu_model() and report["machine"]["cpu"] != "x86_64"
+    assert report["command"].endswith("--threads 1 --out bench.json")
     assert "× K/torch" in finished.stdout and "ceiling: " in finished.stdout
 
 
 @pytest.mark.report
-def test_bench_fit_times_the_second_epoch_of_each_framework_alternating(tmp_path, cifar):
+def test_bench_fit_times_the_second_epoch_of_each_framework_alternating(run_cli, tmp_path):
     """`make bench-fit` on a few real images: Keras, port, port, Keras, each with two epochs timed."""
     out = tmp_path / "bench-fit.json"
-    command = [sys.executable, "-m", "cifar_common.bench", "--fit", "--subset", "600", "--out", str(out)]
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    finished = run_cli("-m", "cifar_common.bench", "--fit", "--subset", "600", "--out", str(out))
     assert finished.returncode == 0, finished.stderr[-2000:]
     report = json.loads(out.read_text())
     assert [r["framework"] for r in report["runs"]] == ["keras", "port", "port", "keras"]

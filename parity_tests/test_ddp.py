@@ -7,35 +7,25 @@ an epoch the processes together see every training image exactly once.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
-
-from cifar_common.data import ENV_VAR
 from lightning_impl.datamodule import Cifar10DataModule
 from parity_tests.ddp_probe import SUBSET, fingerprint
 from parity_tests.harness import assert_close
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def probe(devices: int, out: Path) -> Path:
-    if not os.environ.get(ENV_VAR):
-        pytest.fail(f"set {ENV_VAR} to a cifar-10-batches-py folder: the DDP runs use the real data")
-    result = subprocess.run([sys.executable, "-m", "parity_tests.ddp_probe", "--devices", str(devices),
-                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+def probe(run_cli, devices: int, out: Path) -> Path:
+    result = run_cli("-m", "parity_tests.ddp_probe", "--devices", str(devices), "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[int, Path]:
-    return {devices: probe(devices, tmp_path_factory.mktemp(f"devices{devices}")) for devices in (1, 2)}
+def runs(run_cli, tmp_path_factory) -> dict[int, Path]:
+    return {devices: probe(run_cli, devices, tmp_path_factory.mktemp(f"devices{devices}")) for devices in (1, 2)}
 
 
 def test_two_processes_take_the_same_first_step_as_one(runs):

@@ -4,8 +4,8 @@ row; and run files made with the umask.
 
 Each fault must end with exit status 2 and one line naming the file and the fix, no traceback, and
 the last good epoch still resumable to the full history. The port runs in-process (as
-test_nonfinite_loss does) on 128 images in batches of 64 for 2 epochs; the Keras runs are
-subprocesses, as a user starts them.
+test_nonfinite_loss does) with the small run's arguments (512 images, batches of 32, 3 epochs) and is
+held against the shared uninterrupted run of them; the Keras runs are subprocesses, as a user starts them.
 """
 from __future__ import annotations
 
@@ -15,31 +15,23 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-
-from cifar_common.data import ENV_VAR
 from cifar_common.rundir.atomic import write_text
 from cifar_common.rundir.folder import read_history, write_history
 from lightning_impl import fit as lightning_fit
+from parity_tests.cli_runs import SMALL_RUN_ARGS as ARGS
+from parity_tests.cli_runs import only_run_dir
 
-ROOT = Path(__file__).resolve().parent.parent
-ARGS = ["--dropout", "--subset", "128", "--batch-size", "64", "--epochs", "2"]  # 2 steps an epoch
 RESULTS = ("metrics.json", "model.ckpt", "predictions.npz", "confusion.csv")
 
 
 def lines(text: str, prefix: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(prefix)]
-
-
-def only_run_dir(out: Path) -> Path:
-    (run_dir,) = out.iterdir()
-    return run_dir
 
 
 def epoch_of(checkpoint: Path) -> int:
@@ -55,16 +47,6 @@ def assert_same_weights(expected: dict, got: dict) -> None:
     assert expected.keys() == got.keys()
     for name in expected:
         assert torch.equal(expected[name], got[name]), f"{name} differs from the uninterrupted run"
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """An uninterrupted run of ARGS: the history and weights every resumed run must end with."""
-    if not os.environ.get(ENV_VAR):
-        pytest.fail(f"set {ENV_VAR} to a cifar-10-batches-py folder: the fault runs use the real data")
-    out = tmp_path_factory.mktemp("finished")
-    assert lightning_fit.main([*ARGS, "--out", str(out)]) == 0
-    return only_run_dir(out)
 
 
 def interrupted_copy(finished: Path, tmp_path: Path) -> Path:
@@ -107,7 +89,7 @@ class FillsPartWay:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
-def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(finished, tmp_path, monkeypatch, capsys):
+def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(small_port_run, tmp_path, monkeypatch, capsys):
     fills = FillsPartWay(n=2)  # epoch 2's checkpoint
     monkeypatch.setattr(Path, "write_bytes", lambda path, data: fills(path, data))  # a method, bound to path
     out = tmp_path / "runs"
@@ -126,10 +108,10 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_good_one(finished, tmp_pat
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
     assert epoch_of(run_dir / "checkpoints" / "last.ckpt") == 1
     assert not (run_dir / "metrics.json").exists()
-    resume_to_the_end(run_dir, finished, capsys)
+    resume_to_the_end(run_dir, small_port_run, capsys)
 
 
-def test_disk_full_before_any_checkpoint_says_start_again(tmp_path, monkeypatch, capsys):
+def test_disk_full_before_any_checkpoint_says_start_again(cifar_dir, tmp_path, monkeypatch, capsys):
     """No resume command when no checkpoint loads: it would only fail again."""
     fills = FillsPartWay(n=1)  # epoch 1's checkpoint
     monkeypatch.setattr(Path, "write_bytes", lambda path, data: fills(path, data))
@@ -142,19 +124,19 @@ def test_disk_full_before_any_checkpoint_says_start_again(tmp_path, monkeypatch,
     assert list((only_run_dir(out) / "checkpoints").iterdir()) == []
 
 
-def test_truncated_checkpoint_resumes_from_the_previous_one_with_a_warning(finished, tmp_path, capsys):
-    run_dir = interrupted_copy(finished, tmp_path)
+def test_truncated_checkpoint_resumes_from_the_previous_one_with_a_warning(small_port_run, tmp_path, capsys):
+    run_dir = interrupted_copy(small_port_run, tmp_path)
     truncate(run_dir / "checkpoints" / "last.ckpt")
-    err = resume_to_the_end(run_dir, finished, capsys)
+    err = resume_to_the_end(run_dir, small_port_run, capsys)
     (warning,) = lines(err, "warning:")
     assert warning.startswith("warning: checkpoints/last.ckpt is damaged or truncated ("), warning
-    assert warning.endswith("; carrying on from last.previous.ckpt (epoch 1) instead, the damaged file is kept "
+    assert warning.endswith("; carrying on from last.previous.ckpt (epoch 2) instead, the damaged file is kept "
                             "as last.damaged.ckpt"), warning
     assert "Traceback" not in err and not lines(err, "error:")
 
 
-def test_no_loadable_checkpoint_says_the_run_must_start_again(finished, tmp_path, capsys):
-    run_dir = interrupted_copy(finished, tmp_path)
+def test_no_loadable_checkpoint_says_the_run_must_start_again(small_port_run, tmp_path, capsys):
+    run_dir = interrupted_copy(small_port_run, tmp_path)
     for name in ("last.ckpt", "last.previous.ckpt"):
         truncate(run_dir / "checkpoints" / name)
     assert lightning_fit.main(["--resume", str(run_dir)]) == 2
@@ -164,9 +146,9 @@ def test_no_loadable_checkpoint_says_the_run_must_start_again(finished, tmp_path
     assert message.endswith("and there is no earlier good checkpoint; the run must start again (without --resume)")
 
 
-def test_checkpoint_of_another_variant_is_refused(finished, tmp_path, capsys):
+def test_checkpoint_of_another_variant_is_refused(small_port_run, tmp_path, capsys):
     from cifar_common.spec.config import tutorial_architecture
-    run_dir = interrupted_copy(finished, tmp_path)
+    run_dir = interrupted_copy(small_port_run, tmp_path)
     settings = yaml.safe_load((run_dir / "config.yaml").read_text())
     dropout, baseline = tutorial_architecture(True), tutorial_architecture(False)
     assert settings["architecture"] == dropout.to_dict()
@@ -193,7 +175,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount_point)], check=True)
 
 
-def test_a_really_full_disk_stops_with_the_last_good_checkpoint(small_disk, capsys):
+def test_a_really_full_disk_stops_with_the_last_good_checkpoint(cifar_dir, small_disk, capsys):
     status = lightning_fit.main([*ARGS, "--out", str(small_disk)])
     err = capsys.readouterr().err
     run_dir = only_run_dir(small_disk)
@@ -242,17 +224,15 @@ def test_run_files_get_the_umask_permissions(tmp_path):
 
 
 @pytest.mark.parametrize("framework", ["lightning", "keras"])
-def test_kill_between_an_epochs_checkpoint_and_its_history_row_resumes(framework, finished, tmp_path):
+def test_kill_between_an_epochs_checkpoint_and_its_history_row_resumes(framework, small_port_run, run_cli,
+                                                                       tmp_path):
     """SIGKILL once epoch 1's checkpoint is in place and before history.csv gets its row (a helper program
-    stops the run there): no file claims an epoch no checkpoint holds, and --resume ends with both epochs,
+    stops the run there): no file claims an epoch no checkpoint holds, and --resume ends with every epoch,
     the port's bit for bit as the uninterrupted run's."""
     from parity_tests.pause_before_history import PAUSED
     module = {"lightning": "lightning_impl.fit", "keras": "keras_reference.fit"}[framework]
     out, log = tmp_path / "runs", tmp_path / "output.log"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with log.open("w") as output:
-        process = subprocess.Popen([sys.executable, "-m", "parity_tests.pause_before_history", module, *ARGS,
-                                    "--out", str(out)], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    process = run_cli("-m", "parity_tests.pause_before_history", module, *ARGS, "--out", str(out), log=log)
     deadline = time.monotonic() + 300
     while PAUSED not in log.read_text():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -266,14 +246,13 @@ def test_kill_between_an_epochs_checkpoint_and_its_history_row_resumes(framework
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
 
-    resumed = subprocess.run([sys.executable, "-m", module, "--resume", str(run_dir)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=600)
+    resumed = run_cli("-m", module, "--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert list(read_history(run_dir)["epoch"]) == [1, 2]
+    assert list(read_history(run_dir)["epoch"]) == [1, 2, 3]
     assert json.loads((run_dir / "metrics.json").read_text())["resumed_after_epoch"] == 1
     if framework == "lightning":
-        assert (run_dir / "history.csv").read_text() == (finished / "history.csv").read_text()
-        assert_same_weights(final_weights(finished), final_weights(run_dir))
+        assert (run_dir / "history.csv").read_text() == (small_port_run / "history.csv").read_text()
+        assert_same_weights(final_weights(small_port_run), final_weights(run_dir))
 
 
 def test_keras_folder_whose_history_is_ahead_of_its_checkpoints_says_what_is_on_disk(tmp_path, capsys):
@@ -321,7 +300,6 @@ def test_keras_resume_uses_the_previous_checkpoint_or_says_start_again(tmp_path,
 def test_keras_checkpoint_write_that_fills_the_disk_keeps_the_last_good_one(tmp_path, monkeypatch):
     """`model.save` writes half of last.keras's temporary file, then ENOSPC: the epoch-1 file stays and loads."""
     import keras
-
     from cifar_common.errors import WriteFailed
     from cifar_common.rundir.resume import with_carry_on_hint
     from cifar_common.spec.config import TrainingConfig, tutorial_architecture

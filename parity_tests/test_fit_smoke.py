@@ -13,7 +13,6 @@ import os
 import platform
 import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from cifar_common.analysis.stats import confusion_from_predictions
-from cifar_common.data import ENV_VAR, TEST_FILE, read_batch
+from cifar_common.data import TEST_FILE, read_batch
 from cifar_common.rundir.folder import HISTORY_COLUMNS, LAUNCH_FILE, PLOT_FILES, RUN_FILES, read_run
 from cifar_common.spec.config import DEFAULT_DATA_ORDER
 
-ROOT = Path(__file__).resolve().parent.parent
 SUBSET = 600
 FRAMEWORKS = ("keras", "lightning")
 MODULES = {"keras": "keras_reference.fit", "lightning": "lightning_impl.fit"}
@@ -37,13 +34,8 @@ VERSION_KEYS = {"keras": {"python", "numpy", "tensorflow", "keras"},
 SUMMARY = re.compile(r"^test accuracy (\d\.\d{4})  run folder (.+)$")
 
 
-def fit(framework: str, out: Path, subset: int = SUBSET) -> subprocess.CompletedProcess:
-    if not os.environ.get(ENV_VAR):
-        pytest.fail(f"set {ENV_VAR} to a cifar-10-batches-py folder: the smoke runs use the real data")
-    command = [sys.executable, "-m", MODULES[framework], "--dropout", "--subset", str(subset),
-               "--epochs", "1", "--out", str(out)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+def fit(run_cli, framework: str, out: Path, subset: int = SUBSET) -> subprocess.CompletedProcess:
+    return run_cli("-m", MODULES[framework], "--dropout", "--subset", str(subset), "--epochs", "1", "--out", str(out))
 
 
 @dataclass(frozen=True)
@@ -79,15 +71,15 @@ class Finished:
 class FitRuns:
     """Runs each framework at most once per module, on first use."""
 
-    def __init__(self, tmp_path_factory):
-        self.tmp_path_factory = tmp_path_factory
+    def __init__(self, run_cli, tmp_path_factory):
+        self.run_cli, self.tmp_path_factory = run_cli, tmp_path_factory
         self.done: dict[str, Finished] = {}
 
     def get(self, framework: str) -> Finished:
         if framework not in self.done:
             out = self.tmp_path_factory.mktemp(f"{framework}-runs")
             started, clock = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
-            result = fit(framework, out)
+            result = fit(self.run_cli, framework, out)
             wall_seconds = time.perf_counter() - clock
             if result.returncode != 0:
                 pytest.fail(f"{MODULES[framework]} exited {result.returncode}:\n{result.stderr[-4000:]}",
@@ -98,8 +90,8 @@ class FitRuns:
 
 
 @pytest.fixture(scope="module")
-def fit_runs(tmp_path_factory) -> FitRuns:
-    return FitRuns(tmp_path_factory)
+def fit_runs(run_cli, tmp_path_factory) -> FitRuns:
+    return FitRuns(run_cli, tmp_path_factory)
 
 
 @pytest.fixture(params=FRAMEWORKS)
@@ -108,8 +100,8 @@ def finished(request, fit_runs) -> Finished:
 
 
 @pytest.fixture(scope="module")
-def real_test_labels() -> np.ndarray:
-    _, labels = read_batch(Path(os.environ[ENV_VAR]) / TEST_FILE)
+def real_test_labels(cifar_dir) -> np.ndarray:
+    _, labels = read_batch(cifar_dir / TEST_FILE)
     return labels[:SUBSET]
 
 
@@ -193,6 +185,9 @@ def test_metrics_json_has_the_shared_fields(finished):
     assert set(m["versions"]) >= VERSION_KEYS[finished.framework]
     assert m["versions"]["python"] == platform.python_version()
     assert all(isinstance(v, str) and v for v in m["versions"].values())
+    # The --out folder is outside the repository: the record keeps its last part only.
+    assert m["command"] == (f"python -m {MODULES[finished.framework]} --dropout --subset {SUBSET} --epochs 1 "
+                            f"--out {finished.out.name}")
 
 
 def test_config_yaml_records_the_settings_used(finished):
@@ -240,7 +235,7 @@ def test_a_second_run_makes_a_new_folder_and_leaves_the_first_untouched(fit_runs
                 for path in sorted(folder.rglob("*")) if path.is_file()}
 
     before = snapshot(first.run_dir)
-    result = fit("lightning", first.out, subset=100)
+    result = fit(fit_runs.run_cli, "lightning", first.out, subset=100)
     assert result.returncode == 0, result.stderr[-4000:]
     second = Path(SUMMARY.match(result.stdout.strip().splitlines()[-1]).group(2))
     assert second != first.run_dir and second.parent == first.out

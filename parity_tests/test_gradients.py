@@ -35,8 +35,8 @@ def random_batch():
 
 
 def keras_loss_and_gradients(model: keras.Model, images: np.ndarray, labels: np.ndarray):
-    """(BatchNorm normalises with the batch's statistics here, in training mode, on both sides.)"""
-    """Keras's categorical cross-entropy on its softmax output, and d loss / d every weight."""
+    """Keras's categorical cross-entropy on its softmax output, and d loss / d every weight (BatchNorm
+    normalises with the batch's statistics here, in training mode, on both sides)."""
     targets = keras.utils.to_categorical(labels, 10)
     loss_fn = keras.losses.CategoricalCrossentropy()
     with tf.GradientTape() as tape:

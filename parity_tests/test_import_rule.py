@@ -6,11 +6,14 @@ counts as much as one at the top of a module.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from cifar_common.paths import REPO_ROOT
+
 TORCH = {"torch", "torchvision", "torchmetrics", "lightning", "pytorch_lightning", "tensorboardX"}  # tensorboardX loads torch
 TENSORFLOW = {"tensorflow", "keras", "tf_keras"}
 FORBIDDEN = {"cifar_common": TORCH | TENSORFLOW, "keras_reference": TORCH, "lightning_impl": TENSORFLOW}
@@ -28,9 +31,10 @@ def imported_packages(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_package_imports_nothing_it_must_not(package):
-    files = sorted((ROOT / package).rglob("*.py"))
+    files = sorted((REPO_ROOT / package).rglob("*.py"))
     assert files, f"no sources found for {package}"
-    offences = {str(path.relative_to(ROOT)): sorted(imported_packages(path) & FORBIDDEN[package]) for path in files}
+    offences = {str(path.relative_to(REPO_ROOT)): sorted(imported_packages(path) & FORBIDDEN[package])
+                for path in files}
     assert not {path: names for path, names in offences.items() if names}
 
 
@@ -67,8 +71,8 @@ def reaches(module: str, prefix: str) -> bool:
 def test_neutral_sub_packages_import_only_the_layers_below():
     """spec imports no run folder code, rundir no analysis, and only the entry points import analysis."""
     offences = []
-    for path in sorted(ROOT.rglob("*.py")):
-        where = str(path.relative_to(ROOT))
+    for path in sorted(REPO_ROOT.rglob("*.py")):
+        where = str(path.relative_to(REPO_ROOT))
         if where.startswith((".", "build")):
             continue
         forbidden = next((rule for folder, rule in NEUTRAL_LAYERS.items() if where.startswith(folder)), ())
@@ -88,15 +92,29 @@ def test_every_imported_project_module_exists_in_this_checkout():
     """No import names a module that moved away: an editable install of another checkout would otherwise
     serve the old file silently."""
     missing = []
-    for path in sorted(ROOT.rglob("*.py")):
-        where = str(path.relative_to(ROOT))
+    for path in sorted(REPO_ROOT.rglob("*.py")):
+        where = str(path.relative_to(REPO_ROOT))
         if where.startswith((".", "build")):
             continue
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
             for module in modules:
-                file = ROOT / module.replace(".", "/")
+                file = REPO_ROOT / module.replace(".", "/")
                 if module.startswith(OWN_PACKAGES) and not (file.with_suffix(".py").is_file() or file.is_dir()):
                     missing.append(f"{where}: {module}")
     assert not missing, missing
+
+
+# What the AST rule cannot see: what an import drags in. These load in a fresh interpreter without either framework.
+NEUTRAL_ENTRY_POINTS = ("cifar_common.compare", "cifar_common.report", "cifar_common.bench.driver",
+                        "cifar_common.spec.describe_keras", "cifar_common.spec.keras_config")
+
+
+@pytest.mark.parametrize("module", NEUTRAL_ENTRY_POINTS)
+def test_neutral_entry_points_load_neither_framework(module):
+    """Importing the module in a fresh interpreter loads neither torch, Lightning nor TensorFlow/Keras."""
+    code = (f"import sys, {module}; "
+            f"print(sorted({{name.split('.')[0] for name in sys.modules}} & set({sorted(TORCH | TENSORFLOW)!r})))")
+    finished = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert finished.stdout.strip() == "[]", finished.stderr[-2000:]

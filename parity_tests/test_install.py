@@ -15,10 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cifar_common.paths import REPO_ROOT
 
-from cifar_common.data import ENV_VAR
-
-ROOT = Path(__file__).resolve().parent.parent
 BUILD_INPUTS = ("pyproject.toml", "README.md", "configs", "cifar_common", "keras_reference", "lightning_impl")
 PACKAGES = ("cifar_common", "keras_reference", "lightning_impl")
 COMMANDS = ("lightning_fit", "keras_fit", "compare_runs", "check_parity", "parity_bench", "parity_report",
@@ -43,10 +41,10 @@ def installed(tmp_path_factory) -> Path:
     source = tmp / "source"  # a copy, so that the build leaves nothing in the checkout
     source.mkdir()
     for name in BUILD_INPUTS:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        if (REPO_ROOT / name).is_dir():
+            shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            shutil.copy2(ROOT / name, source / name)
+            shutil.copy2(REPO_ROOT / name, source / name)
     site = tmp / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--no-compile", "--target", str(site), str(source)], check=True, capture_output=True,
@@ -74,11 +72,9 @@ def test_install_declares_every_console_command(installed):
     assert sorted(path.name for path in (installed / "bin").iterdir()) == sorted(COMMANDS)
 
 
-def test_installed_fit_and_compare_run_from_another_folder(installed, tmp_path):
+def test_installed_fit_and_compare_run_from_another_folder(cifar_dir, installed, tmp_path):
     """lightning_fit and keras_fit (one 128-image epoch, default config) and compare_runs on their two runs,
     from an empty folder, exit 0 and run only modules from the install."""
-    if not os.environ.get(ENV_VAR):
-        pytest.fail(f"set {ENV_VAR} to a cifar-10-batches-py folder: the fits use the real data")
     args = ("--subset", "128", "--epochs", "1", "--out", "runs")
     keras = run(installed, tmp_path, "keras_fit", *args, background=True)  # beside the port's fit
     port = run(installed, tmp_path, "lightning_fit", *args)

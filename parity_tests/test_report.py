@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cifar_common import report
 from cifar_common.analysis import bands
 from cifar_common.analysis.stats import confusion_from_predictions
+from cifar_common.paths import REPORTS_DIR
 from cifar_common.rundir.folder import (write_config, write_confusion, write_history, write_launch, write_metrics,
                                         write_predictions)
 
-REPORTS = Path(__file__).resolve().parent.parent / "reports"
+REPORTS = REPORTS_DIR
 
 
 def write_run(parent: Path, name: str, framework: str, seed: int, test_accuracy: float, epochs: int = 6,

@@ -11,50 +11,25 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from parity_tests.cli_runs import SMALL_RUN_ARGS, SMALL_RUN_STEPS_PER_EPOCH, only_run_dir
 
-from cifar_common.data import ENV_VAR
-
-ROOT = Path(__file__).resolve().parent.parent
-# 358 training images in batches of 32: 12 steps an epoch, so a signal can land mid-epoch.
-ARGS = ["--dropout", "--subset", "512", "--batch-size", "32", "--epochs", "3"]
-STEPS_PER_EPOCH = 12
+PORT_FIT = ("-m", "lightning_impl.fit")
 # tqdm's bar for the second epoch (Lightning counts from 0), a few steps in and not at the end.
-MID_SECOND_EPOCH = re.compile(r"Epoch 1: +\d+%[^|]*\|[^|]*\| ([3-9]|10)/" + str(STEPS_PER_EPOCH))
-
-
-def command(*args: str) -> list[str]:
-    if not os.environ.get(ENV_VAR):
-        pytest.fail(f"set {ENV_VAR} to a cifar-10-batches-py folder: the resume runs use the real data")
-    return [sys.executable, "-m", "lightning_impl.fit", *args]
-
-
-def only_run_dir(out: Path) -> Path:
-    (run_dir,) = out.iterdir()
-    return run_dir
+MID_SECOND_EPOCH = re.compile(r"Epoch 1: +\d+%[^|]*\|[^|]*\| ([3-9]|10)/" + str(SMALL_RUN_STEPS_PER_EPOCH))
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "model.ckpt", map_location="cpu", weights_only=False)["state_dict"]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("uninterrupted")
-    subprocess.run(command(*ARGS, "--out", str(out)), cwd=ROOT, check=True, capture_output=True, timeout=600)
-    return only_run_dir(out)
-
-
-def stop_mid_epoch(out: Path, log: Path, signum: int) -> subprocess.CompletedProcess:
+def stop_mid_epoch(run_cli, out: Path, log: Path, signum: int) -> subprocess.CompletedProcess:
     """Start a run, send `signum` a few steps into its second epoch, wait for it to end."""
-    with log.open("w") as output:  # Lightning's progress bar writes to stdout
-        process = subprocess.Popen(command(*ARGS, "--out", str(out)), cwd=ROOT,
-                                   stdout=output, stderr=subprocess.STDOUT, text=True)
+    process = run_cli(*PORT_FIT, *SMALL_RUN_ARGS, "--out", str(out), log=log)  # the progress bar is on stdout
     deadline = time.monotonic() + 300
     while not MID_SECOND_EPOCH.search(log.read_text()):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -68,9 +43,12 @@ def stop_mid_epoch(out: Path, log: Path, signum: int) -> subprocess.CompletedPro
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
                          ids=["kill-9", "sigterm", "ctrl-c"])
-def test_stopped_run_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path, signum):
+def test_stopped_run_resumes_to_the_uninterrupted_result(small_port_run, run_cli, tmp_path, signum):
+    """Killed, terminated or interrupted mid-epoch, then resumed: the uninterrupted run's history and
+    final weights, bit for bit."""
+    uninterrupted = small_port_run
     out = tmp_path / "runs"
-    stopped = stop_mid_epoch(out, tmp_path / "stderr.log", signum)
+    stopped = stop_mid_epoch(run_cli, out, tmp_path / "stderr.log", signum)
     assert stopped.returncode != 0, "an interrupted run must not exit as a success"
     run_dir = only_run_dir(out)
     # Only the finished epoch is kept: its history row and checkpoint, no results.
@@ -80,8 +58,7 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path
     if signum != signal.SIGKILL:  # a catchable signal says how to carry on
         assert f"--resume {run_dir}" in stopped.stderr
 
-    resumed = subprocess.run(command("--resume", str(run_dir)), cwd=ROOT, capture_output=True, text=True,
-                             timeout=600)
+    resumed = run_cli(*PORT_FIT, "--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (run_dir / "history.csv").read_text() == (uninterrupted / "history.csv").read_text()
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -92,8 +69,10 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path
         assert torch.equal(expected[name], got[name]), f"{name} differs from the uninterrupted run"
 
 
-def test_resume_refuses_a_finished_run_and_setting_flags(uninterrupted, capsys):
+def test_resume_refuses_a_finished_run_and_setting_flags(small_port_run, capsys):
+    """--resume of a finished run, or with a setting flag, exits 2 naming why."""
     from lightning_impl import fit
+    uninterrupted = small_port_run
     assert fit.main(["--resume", str(uninterrupted)]) == 2
     assert "this run finished already" in capsys.readouterr().err
     assert fit.main(["--resume", str(uninterrupted), "--epochs", "5"]) == 2
@@ -112,11 +91,10 @@ def test_resume_of_a_folder_without_checkpoint_says_start_again(tmp_path, capsys
             f"stopped before its first epoch was saved; start a new run") in capsys.readouterr().err
 
 
-def test_ctrl_c_lost_inside_a_finalizer_still_stops_the_run(tmp_path, monkeypatch):
+def test_ctrl_c_lost_inside_a_finalizer_still_stops_the_run(cifar_dir, tmp_path, monkeypatch):
     """Python drops a KeyboardInterrupt raised inside a finalizer ("Exception ignored"); seen once in a
     clean-clone CI run, where a Ctrl-C'd run trained on to exit status 0. The run must stop anyway."""
     from lightning.pytorch.callbacks import Callback
-
     from lightning_impl import fit
 
     class SwallowedCtrlC(Callback):
@@ -131,7 +109,6 @@ def test_ctrl_c_lost_inside_a_finalizer_still_stops_the_run(tmp_path, monkeypatc
     build_trainer = fit.build_trainer
     monkeypatch.setattr(fit, "build_trainer", lambda run_dir, epochs, flags, callbacks=None, **kwargs: build_trainer(
         run_dir, epochs, flags, [*(callbacks or []), SwallowedCtrlC()], **kwargs))
-    command("--resume")  # fails the test when CIFAR10_DIR is unset
     with pytest.raises(SystemExit) as exited:
         fit.main(["--subset", "256", "--batch-size", "32", "--epochs", "1", "--out", str(tmp_path)])
     assert exited.value.code == 1  # Lightning's graceful shutdown after a KeyboardInterrupt

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +21,10 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
-from cifar_common.data import ENV_VAR
 from cifar_common.rundir.folder import read_history
 from cifar_common.spec.config import DEFAULT_DATA_ORDER, tutorial_architecture
+from parity_tests.cli_runs import only_run_dir
 
-ROOT = Path(__file__).resolve().parent.parent
 TAGS = {"loss", "accuracy", "val_loss", "val_accuracy"}  # history.csv's columns, on both sides
 EPOCHS = [1, 2]
 # A port fit that prints which of these modules its process loaded (TensorFlow must not be among them),
@@ -92,27 +88,17 @@ class Runs:
     cwd: Path
 
 
-def only_run_dir(out: Path) -> Path:
-    (run_dir,) = out.iterdir()
-    return run_dir
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Runs:
-    if not os.environ.get(ENV_VAR):
-        pytest.fail(f"set {ENV_VAR} to a cifar-10-batches-py folder: the runs use the real data")
+def runs(run_cli, tmp_path_factory) -> Runs:
     tmp = tmp_path_factory.mktemp("tensorboard")
     cwd = tmp / "cwd"  # started from here, so a log written relative to it would show
     cwd.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     args = ["--subset", "128", "--out"]
-    with (tmp / "keras.log").open("w") as log:  # runs beside the port's two runs
-        keras = subprocess.Popen([sys.executable, "-m", "keras_reference.fit", "--epochs", "2", *args,
-                                  str(tmp / "keras")], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    keras = run_cli("-m", "keras_reference.fit", "--epochs", "2", *args, str(tmp / "keras"), cwd=cwd,
+                    log=tmp / "keras.log")  # runs beside the port's two runs
 
     def port_fit(*fit_args: str, returncode: int = 0) -> list[str]:
-        result = subprocess.run([sys.executable, "-c", PORT_FIT, *fit_args], cwd=cwd, env=env,
-                                capture_output=True, text=True, timeout=300)
+        result = run_cli("-c", PORT_FIT, *fit_args, cwd=cwd, timeout=300)
         assert result.returncode == returncode, result.stderr[-3000:]
         return json.loads(result.stdout.strip().splitlines()[-1])
 

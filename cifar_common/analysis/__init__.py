@@ -1,1 +1,1 @@
-"""Finished runs read back and judged: statistics, two-run comparisons, bands and the results page. Imports `rundir`, `spec` and the top-level modules; only the entry points (`compare`, `report`) import it."""
+"""Finished runs judged: statistics, comparisons, bands, results page. Only entry points and tests import it."""

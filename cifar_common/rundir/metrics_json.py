@@ -7,6 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any, Sequence
 
+from cifar_common.paths import REPO_ROOT
 from cifar_common.spec.config import RunConfig
 
 
@@ -60,3 +61,20 @@ def build_metrics(framework: str, config: RunConfig, *, parameter_count: int, tr
         "versions": {"python": platform.python_version(), **versions},
         "command": command,
     }
+
+
+def portable_argument(argument: str) -> str:
+    """A command-line argument as a record keeps it: an absolute path inside the repository relative to it,
+    any other absolute path by its last part (no record names the folders of the machine it ran on)."""
+    flag, equals, value = argument.partition("=") if argument.startswith("--") else ("", "", argument)
+    if not equals:
+        flag, value = "", argument
+    if not value.startswith("/"):
+        return argument
+    path = Path(value).resolve()
+    return f"{flag}{equals}{path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name}"
+
+
+def portable_command(command: str, argv: Sequence[str]) -> str:
+    """`command ARGS` (e.g. `python -m lightning_impl.fit ...`) as metrics.json and the bench records keep it."""
+    return " ".join([command, *(portable_argument(argument) for argument in argv)])

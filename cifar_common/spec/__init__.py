@@ -1,1 +1,1 @@
-"""The run's description: settings, the network as data and the fit flags. Imports only the top-level modules and `rundir.atomic`."""
+"""What a run is: settings, the network as data, the fit flags. Imports only the top level and rundir.atomic."""

@@ -1,6 +1,6 @@
 """How close a Keras run killed with SIGKILL and resumed comes to the same run left alone.
 
-    CIFAR10_DIR=... python -m keras_reference.measure_resume [--subset 512] [--batch-size 32] [--epochs 3]
+    CIFAR10_DIR=... python -m parity_tests.measure_resume [--subset 512] [--batch-size 32] [--epochs 3]
 
 Runs `python -m keras_reference.fit` three times in subprocesses (uninterrupted; killed once its
 first epoch's checkpoint exists; resumed) and prints, per epoch, the largest history difference,
@@ -21,26 +21,22 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cifar_common.rundir.folder import read_history
+from cifar_common.paths import REPO_ROOT
+from cifar_common.rundir.folder import EPOCH_METRICS, read_history
 from keras_reference.checkpoints import LAST
+from parity_tests.cli_runs import only_run_dir
 
-ROOT = Path(__file__).resolve().parent.parent
 COMMAND = [sys.executable, "-m", "keras_reference.fit"]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def only_run_dir(out: Path) -> Path:
-    (run_dir,) = out.iterdir()
-    return run_dir
-
-
 def run_to_end(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([*COMMAND, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*COMMAND, *args], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
 def kill_after_first_epoch(args: list[str], out: Path, timeout: float = 900) -> Path:
     """Start a run under `out`, SIGKILL it as soon as its first epoch's checkpoint is in place; its folder."""
-    process = subprocess.Popen([*COMMAND, *args, "--out", str(out)], cwd=ROOT, env=ENV,
+    process = subprocess.Popen([*COMMAND, *args, "--out", str(out)], cwd=REPO_ROOT, env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     while not (out.is_dir() and any((run_dir / LAST).is_file() for run_dir in out.iterdir())):
@@ -79,7 +75,7 @@ def main() -> None:
         whole = only_run_dir(whole_out)
         a, b = read_history(whole), read_history(run_dir)
         for i, epoch in enumerate(a["epoch"]):
-            largest = max(abs(a[k][i] - b[k][i]) for k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+            largest = max(abs(a[k][i] - b[k][i]) for k in EPOCH_METRICS)
             print(f"epoch {int(epoch)}: largest history difference {largest:.3g}")
         wa, wb = weights(whole / "model.keras"), weights(run_dir / "model.keras")
         assert wa.keys() == wb.keys()

@@ -1,5 +1,8 @@
-"""What the reference's per-epoch shuffle really does, on Keras 3 and on Keras 2, pinned so a Keras or
-TensorFlow upgrade that changes it is noticed (docs/parity.md, "Data order").
+"""What Keras, TensorFlow and torch themselves do, pinned where the port relies on it or departs from it:
+a failure here reads "upstream changed", not "the port broke". Also pinned: a `.keras` file's round trip
+and torch's BatchNorm defaults.
+
+The reference's per-epoch shuffle, on Keras 3 and on Keras 2 (docs/parity.md, "Data order"):
 
 Seeded Keras 3.15 on TensorFlow 2.21 re-creates the seeded shuffle at every epoch, so `fit(shuffle=True)`
 visits the training images in the same order in every epoch. Keras 2 (`tf_keras` 2.21, the API the
@@ -12,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from parity_tests.harness import fit_visit_order
+from parity_tests.harness import fit_visit_order, keras_and_port
 
 N_IMAGES, VALIDATION_SPLIT, BATCH = 40, 0.25, 10
 N_TRAIN = int(N_IMAGES * (1 - VALIDATION_SPLIT))
@@ -54,3 +57,25 @@ def test_seeded_keras_2_fit_draws_a_new_order_every_epoch_from_the_same_first_on
     assert orders[0] == keras3_orders[0]
     assert len({tuple(order) for order in orders}) == 3
     assert keras_batch_orders(tf_keras, epochs=3) == orders  # seeded: the same three orders again
+
+
+@pytest.mark.parametrize("config_name", ["dropout", "variant_batchnorm"])
+def test_keras_file_reloads_to_identical_outputs(config_name, tmp_path, test_images):
+    """A Keras model saved as .keras and loaded back predicts bit-identical probabilities."""
+    import keras
+    model, _ = keras_and_port(config_name)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    images = test_images[:64]
+    assert np.array_equal(model.predict(images, verbose=0), reloaded.predict(images, verbose=0))
+
+
+def test_torch_batchnorm_defaults_are_not_keras():
+    """The defaults differ in both numbers: eps 1e-5 vs 1e-3, momentum 0.1 (weight of the new batch)
+    vs 0.99 (weight of the old average)."""
+    import keras
+    import torch
+    layer, torch_layer = keras.layers.BatchNormalization(), torch.nn.BatchNorm2d(8)
+    assert (layer.epsilon, layer.momentum) == (1e-3, 0.99)
+    assert (torch_layer.eps, torch_layer.momentum) == (1e-5, 0.1)

@@ -1,0 +1,1 @@
+"""The benchmark: driver and timing rule. Imports spec, rundir and the top level; never a framework."""

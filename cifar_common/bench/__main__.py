@@ -1,0 +1,4 @@
+"""`python -m cifar_common.bench`: the benchmark driver."""
+from cifar_common.bench.driver import main
+
+raise SystemExit(main())
