@@ -18,7 +18,7 @@ from cifar_common.analysis import across_seeds
 from cifar_common.analysis.bands import is_full_budget_tutorial
 from cifar_common.data import CLASS_NAMES
 from cifar_common.rundir.atomic import write_text
-from cifar_common.rundir.folder import Run
+from cifar_common.rundir.folder import Run, read_confusion
 
 JSON_FILE = "across-seeds.json"
 FIGURE = "figures/confusion-across-seeds.png"
@@ -28,10 +28,6 @@ FRAMEWORKS = {"keras": "Keras", "lightning": "port"}
 def dropout_runs(recorded: Sequence[Run], framework: str) -> list[Run]:
     return [run for run in recorded if run.metrics["framework"] == framework
             and run.metrics["variant"] == "dropout" and is_full_budget_tutorial(run)]
-
-
-def read_confusion(run_dir: Path) -> np.ndarray:
-    return np.loadtxt(run_dir / "confusion.csv", delimiter=",", dtype=np.int64, ndmin=2)
 
 
 def predicted(run: Run) -> across_seeds.Predicted:

@@ -203,11 +203,16 @@ def read_history(run_dir: Path) -> dict[str, np.ndarray]:
     return {key: np.array([float(row[key]) for row in rows]) for key in HISTORY_COLUMNS}
 
 
+def read_confusion(run_dir: Path) -> np.ndarray:
+    """confusion.csv: counts, rows truth (kept also by runs recorded before predictions were)."""
+    return np.loadtxt(run_dir / "confusion.csv", delimiter=",", dtype=np.int64, ndmin=2)
+
+
 def read_predictions(run_dir: Path) -> Predictions:
     try:
         with np.load(run_dir / PREDICTIONS_FILE) as npz:
             y_true, probs = npz["y_true"], npz["probs"]
-        confusion = np.loadtxt(run_dir / "confusion.csv", delimiter=",", dtype=np.int64, ndmin=2)
+        confusion = read_confusion(run_dir)
         if probs.ndim != 2 or len(probs) != len(y_true) or confusion.shape != (probs.shape[1],) * 2:
             raise ValueError(f"probs {probs.shape}, y_true {y_true.shape} and confusion {confusion.shape} "
                              f"do not fit together")
